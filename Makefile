@@ -1,0 +1,32 @@
+# The two commands a new user types: `make demo` and `make test`.
+# Everything lands in ./.venv; models in ~/.cache/cmsearch/models; the local engine state in
+# ~/.local/state/cmsearch/engine (the tests use ./.state/test-engine).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install models test demo bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[export,ocr,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/cmsearch models build
+
+test: models
+	$(BIN)/pytest -ra
+
+demo: models
+	$(BIN)/cmsearch demo
+
+bench: models
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .state

@@ -1,0 +1,1 @@
+"""The `cmsearch` command line: a thin shell over the library packages."""

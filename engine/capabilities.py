@@ -1,0 +1,74 @@
+"""What a cluster can do, found by trying it (plugin names differ between distributions and the
+class-path node, so they are no evidence)."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import OpenSearchException, TransportError
+
+_PROBE_DIM = 2
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    version: str
+    knn: bool        # knn_vector with the Lucene HNSW engine, knn query with a filter
+    hybrid: bool     # neural-search hybrid query through a normalization-processor pipeline
+    rrf: bool        # neural-search score-ranker-processor (RRF)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _try(fn) -> bool:
+    try:
+        fn()
+        return True
+    except (OpenSearchException, TransportError):
+        return False
+
+
+def detect(client: OpenSearch) -> Capabilities:
+    """Probe ``client``'s cluster with a throw-away index and pipelines, then remove them."""
+    version = client.info()["version"]["number"]
+    tag = uuid.uuid4().hex[:12]
+    index, p_norm, p_rrf = f"cmsearch-probe-{tag}", f"cmsearch-probe-norm-{tag}", f"cmsearch-probe-rrf-{tag}"
+    knn = hybrid = rrf = False
+    try:
+        knn = _try(lambda: _knn_probe(client, index))
+        if knn:
+            hybrid = _try(lambda: _hybrid_probe(client, index, p_norm, {
+                "normalization-processor": {"normalization": {"technique": "min_max"},
+                                            "combination": {"technique": "arithmetic_mean"}}}))
+            rrf = _try(lambda: _hybrid_probe(client, index, p_rrf, {
+                "score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}))
+    finally:
+        for pipeline in (p_norm, p_rrf):
+            _try(lambda: client.transport.perform_request("DELETE", f"/_search/pipeline/{pipeline}"))
+        _try(lambda: client.indices.delete(index=index))
+    return Capabilities(version=version, knn=knn, hybrid=hybrid, rrf=rrf)
+
+
+def _knn_probe(client: OpenSearch, index: str) -> None:
+    client.indices.create(index=index, body={
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
+        "mappings": {"properties": {
+            "t": {"type": "text"}, "k": {"type": "keyword"},
+            "v": {"type": "knn_vector", "dimension": _PROBE_DIM,
+                  "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}}}})
+    client.index(index=index, id="1", body={"t": "probe", "k": "a", "v": [1.0, 0.0]}, refresh=True)
+    res = client.search(index=index, body={"query": {"knn": {"v": {
+        "vector": [1.0, 0.1], "k": 1, "filter": {"term": {"k": "a"}}}}}})
+    if not res["hits"]["hits"]:
+        raise TransportError(500, "knn probe returned no hit")
+
+
+def _hybrid_probe(client: OpenSearch, index: str, pipeline: str, processor: dict) -> None:
+    client.transport.perform_request("PUT", f"/_search/pipeline/{pipeline}",
+                                     body={"phase_results_processors": [processor]})
+    res = client.search(index=index, params={"search_pipeline": pipeline}, body={"query": {"hybrid": {
+        "queries": [{"match": {"t": "probe"}}, {"knn": {"v": {"vector": [1.0, 0.0], "k": 1}}}]}}})
+    if not res["hits"]["hits"]:
+        raise TransportError(500, "hybrid probe returned no hit")

@@ -1,0 +1,1 @@
+"""Text and image encoders: build-time export to ONNX (models.export, needs torch) and run-time encoders (onnxruntime only)."""

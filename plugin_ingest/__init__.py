@@ -1,0 +1,1 @@
+"""Bulk ingest of product catalogs into the OpenSearch product index."""

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real OpenSearch node for the whole run, fresh index names, data paths.
+
+The node runs under its own state directory (not the user's default one), is started once per
+test session and stopped at the end; its JVM also exits if this Python process dies.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CMSEARCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _engine_dir() -> Path:
+    return Path(os.environ.get("CMSEARCH_TEST_ENGINE_DIR", REPO / ".state" / "test-engine"))
+
+
+@pytest.fixture(scope="session")
+def local_engine():
+    from engine import LocalEngine
+
+    eng = LocalEngine(state_dir=_engine_dir(), heap="1g")
+    eng.start(exit_with_parent=True, timeout=300)
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture(scope="session")
+def os_client(local_engine):
+    from engine.client import ConnectionSettings
+
+    return ConnectionSettings.resolve(local_engine.url()).client()
+
+
+@pytest.fixture
+def fresh_index(os_client):
+    """A factory of unique index names; every index it named is deleted afterwards."""
+    names: list[str] = []
+
+    def make(prefix: str = "test") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        os_client.indices.delete(index=name, ignore_unavailable=True)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA} (set CMSEARCH_SHARED_DATA)")
+    return SHARED_DATA

@@ -1,0 +1,53 @@
+"""The mapping JSON and mappings/fields.py agree, and dims come from the manifest."""
+import pytest
+
+import mappings
+from mappings import MappingError, VectorDims, fields
+
+
+def _all_paths(props, prefix=""):
+    for name, spec in props.items():
+        path = f"{prefix}{name}"
+        yield path
+        if "properties" in spec:
+            yield from _all_paths(spec["properties"], prefix=f"{path}.")
+
+
+def test_every_named_field_is_mapped_and_every_mapped_field_is_named():
+    body = mappings.product_index_body(VectorDims(shared=384, image_feature=1280))
+    mapped = set(_all_paths(body["mappings"]["properties"]))
+    named = {v for k, v in vars(fields).items() if k.isupper() and isinstance(v, str)}
+    named = {n for n in named if n not in (fields.SEP, fields.CATEGORY_LEVEL_PREFIX)}
+    named = {fields.nested(n) if n in (fields.IMAGE_URL, fields.IMAGE_VECTOR, fields.IMAGE_FEATURE) else n
+             for n in named}
+    named |= set(fields.CATEGORY_LEVEL_FIELDS)
+    assert named == mapped
+
+
+def test_vectors_use_lucene_hnsw_and_manifest_dims():
+    body = mappings.product_index_body(VectorDims(shared=256, image_feature=1280))
+    props = body["mappings"]["properties"]
+    specs = [props[fields.TEXT_VECTOR], props[fields.FUSED_VECTOR],
+             props[fields.IMAGES]["properties"][fields.IMAGE_VECTOR],
+             props[fields.IMAGES]["properties"][fields.IMAGE_FEATURE]]
+    assert [s["dimension"] for s in specs] == [256, 256, 256, 1280]
+    assert all(s["method"]["engine"] == "lucene" and s["method"]["name"] == "hnsw" for s in specs)
+    assert body["settings"]["index"]["knn"] is True
+
+
+@pytest.mark.parametrize("bad", [0, -3, None, "384", 20000])
+def test_bad_dimension_is_a_clear_error(bad):
+    with pytest.raises(MappingError, match="dimension"):
+        mappings.product_index_body(VectorDims(shared=bad, image_feature=1280))
+
+
+def test_manifest_without_spaces_is_refused():
+    with pytest.raises(MappingError, match="manifest"):
+        VectorDims.from_manifest({"text": {"dim": 384}})
+
+
+def test_check_dims_reports_disagreement():
+    body = mappings.product_index_body(VectorDims(shared=384, image_feature=1280))
+    problems = mappings.check_dims(body["mappings"], VectorDims(shared=256, image_feature=1280))
+    assert len(problems) == 3 and all("384" in p and "256" in p for p in problems)
+    assert mappings.check_dims(body["mappings"], VectorDims(shared=384, image_feature=1280)) == []
