@@ -1,0 +1,1 @@
+"""The end-to-end demo on a registry-shipped data set (Fashion-MNIST from Debian)."""

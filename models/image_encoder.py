@@ -1,0 +1,262 @@
+"""Run-time image encoder: photos -> backbone feature vectors with onnxruntime (no torch).
+
+The model directory's manifest (see :mod:`models.manifest`) declares everything this needs:
+which ONNX file each variant uses, the names of its outputs, and the preprocessing block, so
+the code that built the model and the code that runs it cannot drift apart. Preprocessing is
+numpy + PIL and reproduces torchvision's ``Resize(256) + CenterCrop(224) + ToTensor +
+Normalize`` exactly (same PIL resampling, same size and crop rounding; tested against
+torchvision).
+
+Example::
+
+    enc = ImageEncoder.from_dir(default_models_dir(), threads=2)
+    feats = enc.encode(["a.jpg", open("b.png", "rb").read()])      # [2, 1280], unit length
+    res = enc.encode_many(paths)                                      # bad photos reported, rest kept
+    for err in res.errors:
+        print(err.item, err.reason)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageDecodeError, ImageSource, describe_source, load_image
+
+__all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError"]
+
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+class ImageEncoderError(RuntimeError):
+    """The model directory or manifest entry cannot drive an image encoder."""
+
+
+class EncodeResult(NamedTuple):
+    """Outcome of :meth:`ImageEncoder.encode_many`; unpacks as ``feats, logits, ok, errors``.
+
+    ``features[i]`` and ``logits[i]`` belong to input number ``ok[i]``; every input not in
+    ``ok`` has exactly one :class:`ImageDecodeError` in ``errors`` (its ``index`` attribute is
+    the input position).
+    """
+
+    features: np.ndarray          # [n_ok, d] float32
+    logits: np.ndarray | None     # [n_ok, classes] float32, None when the model has no classifier
+    ok: np.ndarray                # [n_ok] int64 input positions
+    errors: list[ImageDecodeError]
+
+
+def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
+    """One RGB image -> float32 [3, crop, crop] following a manifest ``preprocess`` block.
+
+    Mirrors torchvision: shorter side to ``resize`` (longer side truncated, as
+    ``_compute_resized_output_size`` does), PIL resampling (antialiased), centre crop with
+    Python ``round`` offsets (zero padding if the image is smaller than the crop), scale to
+    [0, 1], then ``(x - mean) / std`` per channel.
+    """
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    resize = spec.get("resize")
+    if resize:
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = int(resize), int(int(resize) * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), _RESAMPLE[spec.get("interpolation", "bilinear")])
+    arr = np.asarray(img, dtype=np.float32)
+    crop = spec.get("center_crop")
+    if crop:
+        arr = _center_crop(arr, int(crop))
+    arr *= float(spec.get("rescale", 1.0 / 255.0))
+    arr -= np.asarray(spec["mean"], dtype=np.float32)
+    arr /= np.asarray(spec["std"], dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _center_crop(arr: np.ndarray, size: int) -> np.ndarray:
+    h, w = arr.shape[:2]
+    if size > w or size > h:
+        pw, ph = max(size - w, 0), max(size - h, 0)
+        arr = np.pad(arr, ((ph // 2, (ph + 1) // 2), (pw // 2, (pw + 1) // 2), (0, 0)))
+        h, w = arr.shape[:2]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return arr[top:top + size, left:left + size]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ImageEncoder:
+    """One ONNX image tower plus its declared preprocessing; sessions are created once.
+
+    ``manifest_entry`` is the manifest's ``"image"`` block; ``variant`` picks one of its
+    ``variants`` (default: the entry's ``default_variant``); ``threads`` sets onnxruntime's
+    intra-op threads (None: onnxruntime's default, one per physical core). With
+    ``verify=True`` the ONNX file's sha256 must match the manifest, so a half-copied or
+    mixed-up directory fails on load instead of producing vectors from the wrong model.
+    """
+
+    def __init__(self, model_dir: str | Path, manifest_entry: Mapping[str, Any] | None = None,
+                 variant: str | None = None, threads: int | None = None, verify: bool = True):
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir)
+        if manifest_entry is None:
+            from .manifest import load_manifest
+            manifest_entry = load_manifest(self.model_dir)["image"]
+        self.entry = dict(manifest_entry)
+        variants = self.entry.get("variants") or {}
+        self.variant = variant or self.entry.get("default_variant") or "fp32"
+        if self.variant not in variants:
+            raise ImageEncoderError(f"image model has no variant {self.variant!r} "
+                                    f"(available: {', '.join(sorted(variants)) or 'none'})")
+        vinfo = variants[self.variant]
+        self.path = self.model_dir / vinfo["file"]
+        if not self.path.is_file():
+            raise ImageEncoderError(f"image model file {self.path} is missing; run `cmsearch models build`")
+        if verify and vinfo.get("sha256") and _sha256(self.path) != vinfo["sha256"]:
+            raise ImageEncoderError(f"{self.path} does not match the sha256 in the manifest; "
+                                    "rebuild with `cmsearch models build --force`")
+        self.preprocess_spec = dict(self.entry["preprocess"])
+        self.outputs = dict(self.entry.get("outputs") or {"feature": "feature"})
+        self.dim = int(self.entry["dim"])
+        self.input_name = self.entry.get("input", "pixel_values")
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        if threads:
+            so.intra_op_num_threads = int(threads)
+        self.threads = threads
+        self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        have = {o.name for o in self.session.get_outputs()}
+        missing = {n for n in self.outputs.values() if n} - have
+        if missing:
+            raise ImageEncoderError(f"{self.path} lacks outputs {sorted(missing)} named in the manifest")
+        self._labels: list[str] | None = None
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path | None = None, **kw) -> "ImageEncoder":
+        """The encoder described by ``<model_dir>/manifest.json`` (default: the user's models dir)."""
+        from .manifest import default_models_dir, load_manifest
+
+        model_dir = Path(model_dir) if model_dir else default_models_dir()
+        return cls(model_dir, load_manifest(model_dir)["image"], **kw)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def labels(self) -> list[str]:
+        """Class names for the logits (e.g. ImageNet's 1000), empty when the model has none."""
+        if self._labels is None:
+            fname = self.entry.get("labels_file")
+            self._labels = (json.loads((self.model_dir / fname).read_text(encoding="utf-8"))
+                            if fname and (self.model_dir / fname).is_file() else [])
+        return self._labels
+
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        """RGB image -> float32 [3, H, W] network input, per the manifest."""
+        return preprocess(img, self.preprocess_spec)
+
+    def encode(self, images: Sequence[ImageSource] | ImageSource, batch_size: int = 32, *,
+               output: str = "feature", normalize: bool = True) -> np.ndarray:
+        """float32 [n, dim] vectors, unit length unless ``normalize=False``.
+
+        Raises :class:`ImageDecodeError` for the first input that cannot be decoded; use
+        :meth:`encode_many` to keep going past bad inputs.
+        """
+        res = self.encode_many(images, batch_size, output=output, normalize=normalize, _raise=True)
+        return res.features
+
+    def encode_many(self, images: Sequence[ImageSource] | ImageSource, batch_size: int = 32, *,
+                    output: str = "feature", normalize: bool = True,
+                    names: Sequence[str] | None = None, _raise: bool = False) -> EncodeResult:
+        """Encode what decodes, report what does not (one error per bad input, with its index)."""
+        items = _as_list(images)
+        if names is not None and len(names) != len(items):
+            raise ValueError(f"{len(names)} names for {len(items)} images")
+        out_name = self.outputs.get(output)
+        if not out_name:
+            raise ImageEncoderError(f"image model has no {output!r} output (has {sorted(self.outputs)})")
+        logit_name = self.outputs.get("logits")
+        feats, logits, ok, errors = [], [], [], []
+        batch, batch_idx = [], []
+
+        def flush():
+            if not batch:
+                return
+            f, lg = self._run(np.stack(batch), out_name, logit_name)
+            feats.append(f)
+            if lg is not None:
+                logits.append(lg)
+            ok.extend(batch_idx)
+            batch.clear()
+            batch_idx.clear()
+
+        for i, src in enumerate(items):
+            name = names[i] if names is not None else None
+            try:
+                x = self.preprocess(load_image(src, name=name))
+            except ImageDecodeError as err:
+                if _raise:
+                    raise
+                err.index = i
+                errors.append(err)
+                continue
+            except Exception as exc:  # noqa: BLE001 - any per-item failure is that item's error
+                err = ImageDecodeError(name or describe_source(src), f"{type(exc).__name__}: {exc}")
+                if _raise:
+                    raise err from exc
+                err.index = i
+                errors.append(err)
+                continue
+            batch.append(x)
+            batch_idx.append(i)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+
+        f = np.concatenate(feats) if feats else np.zeros((0, self._out_dim(output)), np.float32)
+        if normalize:
+            f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        lg = None
+        if logit_name:
+            lg = np.concatenate(logits) if logits else np.zeros((0, int(self.entry.get("num_classes", 0))),
+                                                               np.float32)
+        return EncodeResult(f.astype(np.float32, copy=False), lg, np.asarray(ok, dtype=np.int64), errors)
+
+    def encode_arrays(self, pixels: np.ndarray, *, output: str = "feature") -> tuple[np.ndarray, np.ndarray | None]:
+        """Run already preprocessed float32 [n, 3, H, W] input; returns raw (feature, logits)."""
+        return self._run(np.ascontiguousarray(pixels, dtype=np.float32), self.outputs[output],
+                         self.outputs.get("logits"))
+
+    # ------------------------------------------------------------------ internals
+    def _run(self, x: np.ndarray, out_name: str, logit_name: str | None):
+        names = [out_name] + ([logit_name] if logit_name else [])
+        res = self.session.run(names, {self.input_name: x})
+        return res[0].astype(np.float32, copy=False), (res[1] if logit_name else None)
+
+    def _out_dim(self, output: str) -> int:
+        dims = self.entry.get("output_dims") or {}
+        return int(dims.get(output, self.dim))
+
+    def __repr__(self) -> str:
+        return (f"ImageEncoder({self.entry.get('name')!r}, variant={self.variant!r}, dim={self.dim}, "
+                f"threads={self.threads})")
+
+
+def _as_list(images: Iterable[ImageSource] | ImageSource) -> list:
+    if isinstance(images, (str, bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "__fspath__"):
+        return [images]
+    return list(images)

@@ -1,0 +1,20 @@
+"""Training the text-image alignment heads and the image category classifier (build time, torch).
+
+The image and text backbones were trained apart, so their vectors are not comparable. Every
+catalog is a set of image-text pairs (a product's photos and its title/description), so the
+project trains small projection heads on the catalog itself, with the backbones frozen and
+their features cached: retraining then takes seconds, not an hour of re-encoding.
+
+Modules, in the order data flows through them:
+
+- :mod:`.catalog`   minimal JSONL catalog reader (ingest format) -> :class:`TrainingProduct`
+- :mod:`.features`  encode each image / text once, cached on disk by content and model
+- :mod:`.pairs`     products + features -> :class:`PairData`, product splits, refusals
+- :mod:`.trainer`   projection heads, symmetric multi-positive InfoNCE, early stopping (torch)
+- :mod:`.classifier` linear category classifier on image features (torch)
+- :mod:`.export`    heads and classifier -> small ONNX graphs + the heads manifest
+- :mod:`.metrics`   recall@k / precision@k / MRR on similarity matrices (numpy)
+- :mod:`.pipeline`  the whole `cmsearch train` run as one function
+
+Only this package imports torch; the run-time side (:mod:`models.heads`) needs onnxruntime only.
+"""

@@ -1,0 +1,41 @@
+"""Turning a shopper's request into OpenSearch requests: pure builders plus a thin executor.
+
+Building needs no connection::
+
+    from query_builder import SearchRequest, load_profile, understand, build_search
+    from analysis import Tokenizer, Vocabulary
+
+    profile = load_profile("hybrid_minmax")
+    request = SearchRequest(text="红色 椅子", vectors=QueryVectors(text=vec), filters=Filters(price=NumberRange(max=500)))
+    built = build_search(request, profile, understand(request, profile, Tokenizer(), vocabulary), vocabulary=vocabulary)
+    client.search(index="products", body=built.body(), params=built.params())   # after PUT built.pipeline
+
+Running it, with server- or client-side fusion chosen by what the cluster can do::
+
+    Searcher(client, "hybrid_minmax", encoders, index="products").search(request)
+"""
+from .build import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
+from .capabilities import FusionCapabilities, detect_fusion
+from .encode import Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode
+from .facets import FacetBucket, Facets, facet_aggs, parse_facets
+from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
+from .pipeline import SearchPipeline, search_pipeline
+from .profile import (BoostSpec, FacetSpec, FusionSpec, LexicalSpec, PhotoSpec, Profile, ProfileError, Retriever,
+                      RetrieverSpec, load_profile, shipped_profiles)
+from .request import Filters, NumberRange, QueryImage, QueryVectors, RequestError, SearchRequest
+from .results import Hit, HitExplain, RetrieverScore, SearchResult
+from .searcher import SearchError, Searcher
+from .understand import CategoryBoost, Understanding, understand
+
+__all__ = [
+    "SearchRequest", "Filters", "NumberRange", "QueryImage", "QueryVectors", "RequestError",
+    "Profile", "ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
+    "FacetSpec", "load_profile", "shipped_profiles",
+    "understand", "Understanding", "CategoryBoost",
+    "Encoders", "TextEncoderLike", "ImageEncoderLike", "encode", "decode_image", "QueryImageError",
+    "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
+    "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
+    "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",
+    "FusionCapabilities", "detect_fusion", "Searcher", "SearchError", "SearchResult", "Hit", "HitExplain",
+    "RetrieverScore",
+]

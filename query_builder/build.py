@@ -1,0 +1,252 @@
+"""From a request, its understanding and its vectors to OpenSearch request bodies.
+
+Pure: no connection, no clock, no randomness; the same inputs give the same
+bodies (the golden tests hold them to that).  One :class:`BuiltSearch` carries
+both forms of the same search:
+
+- server-side: one ``hybrid`` query (or the single retriever's query) plus the
+  search pipeline that fuses it;
+- client-side: one body per retriever for an ``msearch``, fused in Python with
+  the same semantics (:mod:`query_builder.fusion`), plus a facet body.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from analysis import Vocabulary
+from mappings import fields
+
+from .boosts import Boost, boost_clauses, plan_boosts
+from .dsl import Bool, Hybrid, InnerHits, Knn, MultiMatch, Nested, Query
+from .facets import facet_aggs
+from .filters import filter_clauses, filter_query
+from .pipeline import SearchPipeline, search_pipeline
+from .profile import FusionSpec, Profile, Retriever, RetrieverSpec
+from .request import QueryVectors, SearchRequest
+from .understand import Understanding
+
+__all__ = ["BuildError", "SubQuery", "BuiltSearch", "build_search", "SOURCE_FIELDS", "fused_query_vector",
+           "request_inputs"]
+
+# what a hit needs for display; vectors are never fetched back
+SOURCE_FIELDS = (fields.ID, fields.TITLE_RAW, fields.BRAND, fields.CATEGORY_LEAF, fields.PRICE, fields.RATING,
+                 fields.nested(fields.IMAGE_URL))
+
+
+class BuildError(ValueError):
+    """The request cannot be built with this profile (e.g. no retriever can use its inputs)."""
+
+
+@dataclass(frozen=True)
+class SubQuery:
+    retriever: str
+    weight: float      # share of the fusion, the active sub-queries' weights sum to 1
+    query: Query
+
+
+def _normalize(v: Sequence[float]) -> tuple[float, ...]:
+    n = math.sqrt(sum(x * x for x in v))
+    if n == 0:
+        raise BuildError("a query vector is all zeros")
+    return tuple(x / n for x in v)
+
+
+def fused_query_vector(vectors: QueryVectors, weights: tuple[float, float]) -> tuple[float, ...] | None:
+    """The query's point in the fused space: ``normalize(w_img * image + w_txt * text)``.
+
+    The same formula ingest uses for ``fused_vector``; with only one side
+    present, that side (normalized).
+    """
+    img, txt = vectors.image, vectors.text
+    if img is not None and txt is not None:
+        if len(img) != len(txt):
+            raise BuildError(f"query image vector ({len(img)}-d) and text vector ({len(txt)}-d) "
+                             "are not in the same shared space")
+        wi, wt = weights
+        return _normalize([wi * a + wt * b for a, b in zip(_normalize(img), _normalize(txt))])
+    if img is not None:
+        return _normalize(img)
+    if txt is not None:
+        return _normalize(txt)
+    return None
+
+
+def request_inputs(u: Understanding, vectors: QueryVectors | None) -> set[str]:
+    inputs = set()
+    if u.tokens:
+        inputs.add("text")
+    if vectors is not None:
+        if vectors.text is not None:
+            inputs.add("text_vector")
+        if vectors.image is not None:
+            inputs.add("image_vector")
+        if vectors.image_feature is not None:
+            inputs.add("image_feature")
+    return inputs
+
+
+@dataclass(frozen=True)
+class BuiltSearch:
+    """A search ready to run, as one server-side request and as client-side parts."""
+
+    profile_name: str
+    sub_queries: tuple[SubQuery, ...]
+    fusion: FusionSpec
+    depth: int                          # candidates per retriever before fusion
+    offset: int
+    size: int
+    aggs_json: str                      # canonical JSON of the facet aggregations ('' for none)
+    boosts: tuple[Boost, ...]
+    understanding: Understanding
+    notes: tuple[str, ...] = ()
+
+    # --- shape -------------------------------------------------------------------------
+    @property
+    def retrievers(self) -> tuple[str, ...]:
+        return tuple(s.retriever for s in self.sub_queries)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(s.weight for s in self.sub_queries)
+
+    @property
+    def is_fused(self) -> bool:
+        return len(self.sub_queries) > 1
+
+    @property
+    def aggs(self) -> dict[str, Any]:
+        return json.loads(self.aggs_json) if self.aggs_json else {}
+
+    @property
+    def pipeline(self) -> SearchPipeline | None:
+        """The search pipeline the server-side body needs (None for a single retriever)."""
+        if not self.is_fused:
+            return None
+        return search_pipeline(self.profile_name, self.fusion, self.weights)
+
+    @property
+    def server_fits(self) -> bool:
+        """False when a hybrid query could not hold this many sub-queries."""
+        return len(self.sub_queries) <= Hybrid.MAX_QUERIES
+
+    # --- bodies ------------------------------------------------------------------------
+    def _source(self) -> dict[str, Any]:
+        return {"includes": list(SOURCE_FIELDS)}
+
+    def body(self) -> dict[str, Any]:
+        """The server-side body: a hybrid query (or the lone retriever's query) with page and facets."""
+        if self.is_fused:
+            query = Hybrid(tuple(s.query for s in self.sub_queries), pagination_depth=self.depth).to_dict()
+        else:
+            query = self.sub_queries[0].query.to_dict()
+        body: dict[str, Any] = {"query": query, "from": self.offset, "size": self.size, "_source": self._source()}
+        if self.aggs_json:
+            body["aggs"] = self.aggs
+        return body
+
+    def params(self) -> dict[str, str]:
+        """URL parameters for ``client.search(..., params=...)``."""
+        p = self.pipeline
+        return {"search_pipeline": p.name} if p is not None else {}
+
+    def sub_query_body(self, i: int) -> dict[str, Any]:
+        """One retriever alone, ``depth`` deep, for client-side fusion and explain."""
+        return {"query": self.sub_queries[i].query.to_dict(), "from": 0, "size": self.depth,
+                "_source": self._source(), "track_total_hits": False}
+
+    def facet_body(self) -> dict[str, Any] | None:
+        """Facets over the union of what the retrievers match (client-side path)."""
+        if not self.aggs_json:
+            return None
+        union = Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1)
+        return {"query": union.to_dict(), "size": 0, "aggs": self.aggs}
+
+    def msearch_body(self, index: str) -> list[dict[str, Any]]:
+        """Header/body pairs: every retriever, then the facet body if facets are wanted."""
+        lines: list[dict[str, Any]] = []
+        for i in range(len(self.sub_queries)):
+            lines += [{"index": index}, self.sub_query_body(i)]
+        fb = self.facet_body()
+        if fb is not None:
+            lines += [{"index": index}, fb]
+        return lines
+
+
+def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float, ...] | None,
+                 profile: Profile, knn_filter: Query | None) -> Query:
+    kind = spec.kind
+    nested_k = max(spec.k, int(math.ceil(spec.k * profile.nested_overfetch)))
+    if kind == Retriever.TEXT_KNN:
+        return Knn(fields.TEXT_VECTOR, vectors.text, spec.k, filter=knn_filter, name=kind)
+    if kind == Retriever.IMAGE_TEXT_KNN:
+        return Knn(fields.TEXT_VECTOR, vectors.image, spec.k, filter=knn_filter, name=kind)
+    if kind == Retriever.FUSED_KNN:
+        return Knn(fields.FUSED_VECTOR, fused, spec.k, filter=knn_filter, name=kind)
+    # nested image vectors: a product scores as its best image (score_mode max), and the
+    # best image itself comes back as an inner hit
+    if kind == Retriever.TEXT_IMAGE_KNN:
+        inner = Knn(fields.nested(fields.IMAGE_VECTOR), vectors.text, nested_k, filter=knn_filter)
+    elif kind == Retriever.IMAGE_IMAGE_KNN:
+        inner = Knn(fields.nested(fields.IMAGE_FEATURE), vectors.image_feature, nested_k, filter=knn_filter)
+    else:  # pragma: no cover - Retriever.ALL is closed
+        raise BuildError(f"no builder for retriever {kind}")
+    return Nested(fields.IMAGES, inner, score_mode="max", name=kind,
+                  inner_hits=InnerHits(name=kind, size=1, source=(fields.nested(fields.IMAGE_URL),)))
+
+
+def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
+                 vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None) -> BuiltSearch:
+    """Build every retriever the request's inputs allow, with filters and boosts inside each.
+
+    ``vectors`` defaults to ``request.vectors``; a retriever whose input is
+    missing is left out (a text-only request runs no image->image k-NN).
+    """
+    vectors = (vectors or QueryVectors()).merged(request.vectors)
+    inputs = request_inputs(understanding, vectors)
+    active = profile.active(inputs)
+    notes = list(understanding.notes)
+    if not active:
+        needs = {r.kind: list(Retriever.NEEDS[r.kind]) for r in profile.retrievers}
+        have = sorted(inputs) or ["nothing usable"]
+        raise BuildError(f"profile {profile.name} has no retriever for this request (it has {have}); "
+                         f"its retrievers need: {needs}. Pass encoders or precomputed vectors for dense retrievers.")
+    # a retriever left out although the request has its modality: its vectors were not computed
+    modality = {"text_vector": request.has_text, "image_vector": request.has_image,
+                "image_feature": request.has_image}
+    missing = [r.kind for r in profile.retrievers
+               if r not in active and any(modality.get(n) for n in Retriever.NEEDS[r.kind])]
+    if missing:
+        notes.append(f"retrievers {missing} skipped: their query vectors were not computed")
+
+    filters = filter_clauses(request.filters, vocabulary)
+    knn_filter = filter_query(filters)
+    boosts = plan_boosts(understanding, profile.boosts, request.context_product_ids)
+    fused = fused_query_vector(vectors, profile.fused_weights) if any(
+        r.kind == Retriever.FUSED_KNN for r in active) else None
+
+    total_w = sum(r.weight for r in active)
+    subs: list[SubQuery] = []
+    for spec in active:
+        clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
+        if spec.kind == Retriever.LEXICAL:
+            mm = MultiMatch(understanding.lexical_text, profile.lexical.fields, type=profile.lexical.type,
+                            minimum_should_match=profile.lexical.minimum_should_match, name=spec.kind)
+            # boosts are alternatives here, not just lifts: a product in the named category, or an
+            # accessory of the named brand, is retrieved even if its title lacks the words
+            query: Query = Bool(should=(mm, *clauses), minimum_should_match=1, filter=filters)
+        else:
+            dense = _dense_query(spec, vectors, fused, profile, knn_filter)
+            query = Bool(must=(dense,), should=clauses) if clauses else dense
+        subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query))
+
+    depth = max(profile.candidates, request.offset + request.size)
+    if len(subs) > Hybrid.MAX_QUERIES:
+        notes.append(f"{len(subs)} retrievers exceed the hybrid query's limit of {Hybrid.MAX_QUERIES}; "
+                     "fused client-side")
+    aggs = facet_aggs(request.facets, profile.facets)
+    return BuiltSearch(profile_name=profile.name, sub_queries=tuple(subs), fusion=profile.fusion, depth=depth,
+                       offset=request.offset, size=request.size, aggs_json=json.dumps(aggs, ensure_ascii=False) if aggs else "", boosts=boosts,
+                       understanding=understanding, notes=tuple(notes))

@@ -1,0 +1,46 @@
+"""The search-pipeline body a server-side hybrid query needs, with a name derived from it.
+
+The name is a hash of the body (plus the profile's name for people reading
+``GET _search/pipeline``), so the same profile and the same set of active
+retrievers always use the same pipeline, and a changed weight can never reuse
+a stale one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .profile import FusionSpec
+
+__all__ = ["SearchPipeline", "search_pipeline"]
+
+
+@dataclass(frozen=True)
+class SearchPipeline:
+    name: str
+    body_json: str  # canonical JSON, so the object stays immutable and hashable
+
+    @property
+    def body(self) -> dict[str, Any]:
+        return json.loads(self.body_json)
+
+
+def search_pipeline(profile_name: str, fusion: FusionSpec, weights: tuple[float, ...]) -> SearchPipeline:
+    """A ``normalization-processor`` (score fusion) or ``score-ranker-processor`` (RRF) pipeline.
+
+    ``weights`` are per sub-query, in hybrid order, and sum to 1 (the processor
+    rejects anything else).  RRF in neural-search 2.19 takes no weights.
+    """
+    if fusion.is_rrf:
+        processor = {"score-ranker-processor": {
+            "combination": {"technique": "rrf", "rank_constant": fusion.rank_constant}}}
+    else:
+        processor = {"normalization-processor": {
+            "normalization": {"technique": fusion.normalization},
+            "combination": {"technique": fusion.combination, "parameters": {"weights": list(weights)}}}}
+    body = {"description": f"cmsearch fusion for profile {profile_name}", "phase_results_processors": [processor]}
+    body_json = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha1(body_json.encode("utf-8")).hexdigest()[:12]
+    return SearchPipeline(name=f"cmsearch-{profile_name.lower()}-{digest}", body_json=body_json)

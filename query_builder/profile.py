@@ -1,0 +1,403 @@
+"""Search profiles: which retrievers run, how they are weighted and fused, how strong the boosts are.
+
+A profile is data (JSON), so relevance can be tuned and compared without code
+changes; the shipped ones live in ``query_builder/profiles/``.  Loading is
+strict: an unknown key, retriever or technique is an error naming the allowed
+values, because a typo silently falling back to a default would make an
+evaluation compare the wrong things.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields as dc_fields, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from mappings import fields as schema
+
+__all__ = ["ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
+           "FacetSpec", "Profile", "load_profile", "shipped_profiles", "NORMALIZATIONS", "COMBINATIONS",
+           "FUSION_MODES"]
+
+
+class ProfileError(ValueError):
+    """The profile is malformed; the message names the key and the allowed values."""
+
+
+class Retriever:
+    """Retriever kinds, and what each needs from the request."""
+
+    LEXICAL = "lexical"                  # multi_match over the tokenized text fields
+    TEXT_KNN = "text_knn"                # query text vector  -> text_vector
+    TEXT_IMAGE_KNN = "text_image_knn"    # query text vector  -> nested image vectors (shared space)
+    IMAGE_IMAGE_KNN = "image_image_knn"  # photo raw feature  -> nested image features
+    IMAGE_TEXT_KNN = "image_text_knn"    # photo shared vector -> text_vector
+    FUSED_KNN = "fused_knn"              # text and/or photo   -> fused_vector
+
+    ALL = (LEXICAL, TEXT_KNN, TEXT_IMAGE_KNN, IMAGE_IMAGE_KNN, IMAGE_TEXT_KNN, FUSED_KNN)
+    DENSE = ALL[1:]
+    # which request inputs make a retriever runnable: "text" (lexical needs the words),
+    # "text_vector", "image_vector", "image_feature"; any one listed input suffices
+    NEEDS: Mapping[str, tuple[str, ...]] = {
+        LEXICAL: ("text",),
+        TEXT_KNN: ("text_vector",),
+        TEXT_IMAGE_KNN: ("text_vector",),
+        IMAGE_IMAGE_KNN: ("image_feature",),
+        IMAGE_TEXT_KNN: ("image_vector",),
+        FUSED_KNN: ("text_vector", "image_vector"),
+    }
+
+
+NORMALIZATIONS = ("min_max", "l2", "z_score", "rrf")
+COMBINATIONS = ("arithmetic_mean", "geometric_mean", "harmonic_mean")
+FUSION_MODES = ("auto", "server", "client")
+
+
+def _strict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{where} must be an object")
+    allowed = {f.name for f in dc_fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    return dict(data)
+
+
+def _positive(value: Any, where: str, *, integer: bool = False, allow_zero: bool = False) -> Any:
+    ok_type = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or value < 0 or (value == 0 and not allow_zero):
+        kind = "integer" if integer else "number"
+        raise ProfileError(f"{where} must be a {'non-negative' if allow_zero else 'positive'} {kind}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """One retriever: its kind, fusion weight, k, and how boosts are scaled to its score range.
+
+    ``boost_scale`` exists because a BM25 score is unbounded (often 5 to 20)
+    while a cosine k-NN score lies in [0, 1]: the same boost strengths must be
+    expressed in each retriever's own units.  Unset, it is 2.0 for lexical and
+    0.05 for k-NN.
+    """
+
+    kind: str
+    weight: float = 1.0
+    k: int = 100
+    boost_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in Retriever.ALL:
+            raise ProfileError(f"unknown retriever {self.kind!r}; allowed: {list(Retriever.ALL)}")
+        _positive(self.weight, f"retriever {self.kind}: weight")
+        _positive(self.k, f"retriever {self.kind}: k", integer=True)
+        if self.k > 10_000:
+            raise ProfileError(f"retriever {self.kind}: k must be at most 10000")
+        if self.boost_scale is None:
+            object.__setattr__(self, "boost_scale", 2.0 if self.kind == Retriever.LEXICAL else 0.05)
+        _positive(self.boost_scale, f"retriever {self.kind}: boost_scale", allow_zero=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | str) -> "RetrieverSpec":
+        if isinstance(data, str):
+            return cls(kind=data)
+        return cls(**_strict(cls, data, "retriever"))
+
+    def runnable(self, inputs: set[str]) -> bool:
+        return any(need in inputs for need in Retriever.NEEDS[self.kind])
+
+
+@dataclass(frozen=True)
+class LexicalSpec:
+    """The lexical retriever: fields with their weights, and how many query words must match.
+
+    ``minimum_should_match`` is OpenSearch's conditional syntax; the default
+    ``2<-1 5<75%`` means: with one or two words all must match, with three to
+    five all but one, with more three quarters.  Short Chinese queries are
+    mostly two or three words, and jieba sometimes splits a product word in two,
+    so demanding every word of a longer query would lose good matches.
+    """
+
+    fields: tuple[tuple[str, float], ...] = (
+        (schema.TITLE, 3.0), (schema.BRAND_TEXT, 2.0), (schema.CATEGORY_TEXT, 2.0),
+        (schema.DESCRIPTION, 1.0), (schema.OCR_TEXT, 0.5))
+    type: str = "cross_fields"
+    minimum_should_match: str = "2<-1 5<75%"
+
+    def __post_init__(self) -> None:
+        pairs = self.fields.items() if isinstance(self.fields, Mapping) else self.fields
+        out = []
+        for name, weight in pairs:
+            if name not in schema.TEXT_FIELDS:
+                raise ProfileError(f"lexical field {name!r} is not a text field; allowed: {list(schema.TEXT_FIELDS)}")
+            _positive(weight, f"lexical field {name} weight")
+            out.append((name, float(weight)))
+        if not out:
+            raise ProfileError("lexical: at least one field is needed")
+        object.__setattr__(self, "fields", tuple(out))
+        if self.type not in ("cross_fields", "best_fields", "most_fields"):
+            raise ProfileError(f"lexical type {self.type!r}; allowed: cross_fields, best_fields, most_fields")
+        if not isinstance(self.minimum_should_match, str) or \
+                not re.fullmatch(r"(\s*(\d+<)?-?\d+%?\s*)+", self.minimum_should_match):
+            raise ProfileError(f"lexical minimum_should_match {self.minimum_should_match!r} is not valid")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LexicalSpec":
+        d = _strict(cls, data, "lexical")
+        if "fields" in d and isinstance(d["fields"], Mapping):
+            d["fields"] = tuple(d["fields"].items())
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fields": dict(self.fields), "type": self.type, "minimum_should_match": self.minimum_should_match}
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """How sub-query results become one list.
+
+    - ``normalization``: ``min_max``, ``l2``, ``z_score`` (score based) or ``rrf`` (rank based).
+    - ``combination``: mean used after score normalization (ignored by rrf).
+    - ``rank_constant``: RRF's k in ``1 / (k + rank)``.
+    - ``mode``: ``server`` (neural-search hybrid query and a search pipeline; an
+      error if the cluster cannot), ``client`` (one msearch, fused in Python),
+      ``auto`` (server when the cluster supports this fusion, else client).
+    """
+
+    normalization: str = "min_max"
+    combination: str = "arithmetic_mean"
+    rank_constant: int = 60
+    mode: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ProfileError(f"fusion normalization {self.normalization!r}; allowed: {list(NORMALIZATIONS)}")
+        if self.combination not in COMBINATIONS:
+            raise ProfileError(f"fusion combination {self.combination!r}; allowed: {list(COMBINATIONS)}")
+        if self.mode not in FUSION_MODES:
+            raise ProfileError(f"fusion mode {self.mode!r}; allowed: {list(FUSION_MODES)}")
+        _positive(self.rank_constant, "fusion rank_constant", integer=True)
+        if self.rank_constant > 10_000:
+            raise ProfileError("fusion rank_constant must be at most 10000")
+
+    @property
+    def is_rrf(self) -> bool:
+        return self.normalization == "rrf"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FusionSpec":
+        return cls(**_strict(cls, data, "fusion"))
+
+
+@dataclass(frozen=True)
+class BoostSpec:
+    """Relationship boost strengths (before each retriever's ``boost_scale``).
+
+    ``brand``: a recognized brand; ``category``: the recognized category and
+    its descendants; ``parent_category``: the rest of the parent's subtree
+    (siblings); ``accessory``: products that are accessories of a recognized
+    brand or category; ``related``: products related to ``context_product_ids``;
+    ``image_category``: a category the photo classifier saw (times its probability).
+    """
+
+    enabled: bool = True
+    brand: float = 1.0
+    category: float = 0.8
+    parent_category: float = 0.3
+    accessory: float = 0.2
+    related: float = 0.2
+    image_category: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ProfileError("boosts.enabled must be true or false")
+        for f in dc_fields(self):
+            if f.name != "enabled":
+                _positive(getattr(self, f.name), f"boosts.{f.name}", allow_zero=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BoostSpec":
+        return cls(**_strict(cls, data, "boosts"))
+
+
+@dataclass(frozen=True)
+class PhotoSpec:
+    """Which of the photo classifier's categories become boosts."""
+
+    top_categories: int = 3
+    min_probability: float = 0.2
+
+    def __post_init__(self) -> None:
+        _positive(self.top_categories, "photo.top_categories", integer=True, allow_zero=True)
+        if not isinstance(self.min_probability, (int, float)) or not 0 <= self.min_probability <= 1:
+            raise ProfileError("photo.min_probability must be within [0, 1]")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PhotoSpec":
+        return cls(**_strict(cls, data, "photo"))
+
+
+@dataclass(frozen=True)
+class FacetSpec:
+    """Facet sizes and the price buckets (``[from, to)``, ``null`` for an open end)."""
+
+    size: int = 20
+    price_ranges: tuple[tuple[float | None, float | None], ...] = (
+        (None, 50.0), (50.0, 100.0), (100.0, 200.0), (200.0, 500.0), (500.0, 1000.0), (1000.0, None))
+
+    def __post_init__(self) -> None:
+        _positive(self.size, "facets.size", integer=True)
+        ranges = []
+        for r in self.price_ranges:
+            if not isinstance(r, (list, tuple)) or len(r) != 2 or (r[0] is None and r[1] is None):
+                raise ProfileError(f"facets.price_ranges holds [from, to] pairs, got {r!r}")
+            lo, hi = (None if v is None else float(v) for v in r)
+            if lo is not None and hi is not None and lo >= hi:
+                raise ProfileError(f"facets.price_ranges: {r!r} is empty")
+            ranges.append((lo, hi))
+        object.__setattr__(self, "price_ranges", tuple(ranges))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FacetSpec":
+        return cls(**_strict(cls, data, "facets"))
+
+
+_INPUT_SETS = ({"text", "text_vector"}, {"image_vector", "image_feature"},
+               {"text", "text_vector", "image_vector", "image_feature"})
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that decides how a request becomes OpenSearch requests.
+
+    - ``candidates``: how deep each retriever's list goes before fusion (the
+      hybrid query's ``pagination_depth``; the client-side msearch size).
+    - ``nested_overfetch``: k multiplier for k-NN over the nested image vectors,
+      whose efficient filtering can return fewer than k products.
+    - ``fused_weights``: ``(image, text)`` weights for a text+photo query vector
+      against ``fused_vector`` (match the weights ingest used).
+    - ``max_query_chars`` / ``max_query_tokens``: longer text is truncated, with a note.
+    """
+
+    name: str
+    retrievers: tuple[RetrieverSpec, ...]
+    description: str = ""
+    fusion: FusionSpec = field(default_factory=FusionSpec)
+    lexical: LexicalSpec = field(default_factory=LexicalSpec)
+    boosts: BoostSpec = field(default_factory=BoostSpec)
+    photo: PhotoSpec = field(default_factory=PhotoSpec)
+    facets: FacetSpec = field(default_factory=FacetSpec)
+    candidates: int = 100
+    nested_overfetch: float = 2.0
+    fused_weights: tuple[float, float] = (0.5, 0.5)
+    max_query_chars: int = 256
+    max_query_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
+            raise ProfileError(f"profile name {self.name!r} must be 1-64 letters, digits, '_', '.', '-'")
+        rs = tuple(r if isinstance(r, RetrieverSpec) else RetrieverSpec.from_dict(r) for r in self.retrievers)
+        if not rs:
+            raise ProfileError(f"profile {self.name}: at least one retriever is needed")
+        kinds = [r.kind for r in rs]
+        if len(set(kinds)) != len(kinds):
+            raise ProfileError(f"profile {self.name}: a retriever is listed twice: {kinds}")
+        object.__setattr__(self, "retrievers", rs)
+        _positive(self.candidates, "candidates", integer=True)
+        if self.candidates > 10_000:
+            raise ProfileError("candidates must be at most 10000")
+        if isinstance(self.nested_overfetch, bool) or not isinstance(self.nested_overfetch, (int, float)) \
+                or self.nested_overfetch < 1:
+            raise ProfileError("nested_overfetch must be a number >= 1")
+        fw = tuple(self.fused_weights)
+        if len(fw) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in fw) \
+                or sum(fw) <= 0:
+            raise ProfileError("fused_weights must be [image_weight, text_weight], non-negative, not both 0")
+        object.__setattr__(self, "fused_weights", (float(fw[0]), float(fw[1])))
+        _positive(self.max_query_chars, "max_query_chars", integer=True)
+        _positive(self.max_query_tokens, "max_query_tokens", integer=True)
+        if self.fusion.mode == "server":
+            for inputs in _INPUT_SETS:
+                n = len(self.active(inputs))
+                if n > 5:
+                    raise ProfileError(
+                        f"profile {self.name}: {n} retrievers can run at once but a server-side hybrid query "
+                        "holds at most 5; drop one or use fusion mode 'client' or 'auto'")
+
+    # --- behaviour ---------------------------------------------------------------------
+    def active(self, inputs: set[str]) -> tuple[RetrieverSpec, ...]:
+        """The retrievers that can run given the request's inputs, in profile order."""
+        return tuple(r for r in self.retrievers if r.runnable(inputs))
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the whole profile (for names derived from it)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha1(blob).hexdigest()[:10]
+
+    def with_(self, **changes: Any) -> "Profile":
+        return replace(self, **changes)
+
+    # --- (de)serialization ---------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Profile":
+        d = _strict(cls, data, "profile")
+        if "name" not in d or "retrievers" not in d:
+            raise ProfileError("profile needs 'name' and 'retrievers'")
+        d["retrievers"] = tuple(RetrieverSpec.from_dict(r) for r in d["retrievers"])
+        for key, sub in (("fusion", FusionSpec), ("lexical", LexicalSpec), ("boosts", BoostSpec),
+                         ("photo", PhotoSpec), ("facets", FacetSpec)):
+            if key in d:
+                d[key] = sub.from_dict(d[key])
+        if "fused_weights" in d:
+            d["fused_weights"] = tuple(d["fused_weights"])
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ProfileError(f"profile: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lexical"] = self.lexical.to_dict()
+        d["retrievers"] = [asdict(r) for r in self.retrievers]
+        d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
+        d["fused_weights"] = list(self.fused_weights)
+        return d
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any]) -> "Profile":
+        return load_profile(source)
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the profiles shipped in ``query_builder/profiles``."""
+    folder = resources.files(__package__) / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_profile(source: str | Path | Mapping[str, Any] | Profile) -> Profile:
+    """A profile from an object, a JSON file path, or the name of a shipped profile."""
+    if isinstance(source, Profile):
+        return source
+    if isinstance(source, Mapping):
+        return Profile.from_dict(source)
+    path = Path(source)
+    if not path.is_file():
+        shipped = resources.files(__package__) / "profiles" / f"{source}.json"
+        if not shipped.is_file():
+            raise ProfileError(f"no profile file {source!r}; shipped profiles: {shipped_profiles()}")
+        text = shipped.read_text(encoding="utf-8")
+        where = f"shipped profile {source}"
+    else:
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"{where}: not valid JSON ({exc})") from None
+    try:
+        return Profile.from_dict(data)
+    except ProfileError as exc:
+        raise ProfileError(f"{where}: {exc}") from None

@@ -1,0 +1,113 @@
+"""What a search returns: typed hits, facets, notes and (optionally) explanations."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from mappings import fields
+
+from .facets import Facets
+from .profile import Retriever
+from .understand import Understanding
+
+__all__ = ["RetrieverScore", "HitExplain", "Hit", "SearchResult", "hit_from_source", "best_image_url",
+           "matched_boosts"]
+
+
+@dataclass(frozen=True)
+class RetrieverScore:
+    retriever: str
+    raw: float | None          # the retriever's own score (BM25, k-NN score), None if it missed the product
+    normalized: float | None   # after the fusion's normalization
+    rank: int | None           # 1-based position in the retriever's list
+
+
+@dataclass(frozen=True)
+class HitExplain:
+    retrievers: tuple[RetrieverScore, ...]
+    boosts: tuple[str, ...]    # names of the boosts that applied, e.g. "brand:sk-ii"
+    final: float
+    fusion: str                # e.g. "min_max + arithmetic_mean (weights 0.5, 0.5), server"
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    title: str
+    brand: str
+    category: str
+    price: float | None
+    image_url: str | None      # the best-matching image when an image retriever ran, else the first one
+    score: float
+    explain: HitExplain | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: tuple[Hit, ...]
+    total: int                 # products matched (any retriever), as the engine counts them
+    facets: Facets = field(default_factory=Facets)
+    notes: tuple[str, ...] = ()
+    fusion_path: str = "single"   # "single", "server" or "client"
+    profile: str = ""
+    retrievers: tuple[str, ...] = ()
+    understanding: Understanding | None = None
+    took_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"hits": [asdict(h) for h in self.hits], "total": self.total, "facets": self.facets.to_dict(),
+             "notes": list(self.notes), "fusion_path": self.fusion_path, "profile": self.profile,
+             "retrievers": list(self.retrievers), "took_ms": round(self.took_ms, 1)}
+        if self.understanding is not None:
+            u = self.understanding
+            d["understanding"] = {"text": u.text, "tokens": list(u.tokens), "brands": list(u.brands),
+                                  "categories": [asdict(c) for c in u.categories]}
+        return d
+
+
+_IMAGE_RETRIEVER_ORDER = (Retriever.IMAGE_IMAGE_KNN, Retriever.TEXT_IMAGE_KNN)
+
+
+def _url_from(src: Mapping[str, Any]) -> str | None:
+    if fields.IMAGE_URL in src:
+        return src[fields.IMAGE_URL]
+    nested = src.get(fields.IMAGES)
+    if isinstance(nested, Mapping):
+        return nested.get(fields.IMAGE_URL)
+    if isinstance(nested, list) and nested and isinstance(nested[0], Mapping):
+        return nested[0].get(fields.IMAGE_URL)
+    return None
+
+
+def best_image_url(hit: Mapping[str, Any]) -> str | None:
+    """The inner hit of an image retriever (photo match first), else the product's first image."""
+    inner = hit.get("inner_hits") or {}
+    for name in _IMAGE_RETRIEVER_ORDER:
+        hits = (((inner.get(name) or {}).get("hits") or {}).get("hits")) or []
+        if hits:
+            url = _url_from(hits[0].get("_source") or {})
+            if url:
+                return url
+    images = (hit.get("_source") or {}).get(fields.IMAGES) or []
+    if isinstance(images, list):
+        for im in images:
+            if isinstance(im, Mapping) and im.get(fields.IMAGE_URL):
+                return im[fields.IMAGE_URL]
+    return None
+
+
+def matched_boosts(hit: Mapping[str, Any]) -> set[str]:
+    """Boost names among a hit's ``matched_queries`` (retriever names are left out)."""
+    mq = hit.get("matched_queries") or []
+    if isinstance(mq, Mapping):  # include_named_queries_score returns {name: score}
+        mq = list(mq)
+    return {m for m in mq if ":" in m}
+
+
+def hit_from_source(hit: Mapping[str, Any], score: float, explain: HitExplain | None = None) -> Hit:
+    src = hit.get("_source") or {}
+    price = src.get(fields.PRICE)
+    return Hit(id=str(src.get(fields.ID) or hit.get("_id")), title=str(src.get(fields.TITLE_RAW) or ""),
+               brand=str(src.get(fields.BRAND) or ""), category=str(src.get(fields.CATEGORY_LEAF) or ""),
+               price=float(price) if isinstance(price, (int, float)) else None, image_url=best_image_url(hit),
+               score=float(score), explain=explain)

@@ -1,0 +1,232 @@
+"""Running a search: the thin layer between the pure builder and an OpenSearch client.
+
+``Searcher(client, profile).search(request)`` encodes (if encoders are given),
+understands, builds, then runs the search one of three ways:
+
+- *single*: the profile leaves one retriever for this request; a plain search;
+- *server*: a ``hybrid`` query fused by a search pipeline (created on first use);
+- *client*: when the cluster cannot fuse this way (no neural-search, a
+  technique it lacks, weighted RRF, more than five retrievers), one ``msearch``
+  of the sub-queries, fused in Python with the same semantics.
+
+Whether the server can fuse is found out once per searcher, by trying.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+
+from analysis import AliasTable, Tokenizer, Vocabulary
+
+from .build import BuiltSearch, build_search
+from .capabilities import FusionCapabilities, detect_fusion
+from .encode import Encoders, encode
+from .explain import explain_hits, ranked_lists
+from .facets import Facets, parse_facets
+from .fusion import fuse
+from .profile import Profile, load_profile
+from .request import SearchRequest
+from .results import Hit, SearchResult, hit_from_source
+from .understand import understand
+
+__all__ = ["SearchError", "Searcher"]
+
+
+class SearchError(RuntimeError):
+    """The engine refused or failed the search; the message says what it answered."""
+
+
+def _engine_message(exc: Exception) -> str:
+    info = getattr(exc, "info", None)
+    if isinstance(info, Mapping):
+        err = info.get("error")
+        if isinstance(err, Mapping):
+            root = (err.get("root_cause") or [{}])[0]
+            return f"{err.get('type', '')}: {root.get('reason') or err.get('reason') or ''}".strip(": ")
+    return str(getattr(exc, "error", "") or exc)
+
+
+class Searcher:
+    """Searches one product index with one profile.
+
+    - ``encoders``: compute query vectors from text and photos; without them a
+      request must carry precomputed vectors for the dense retrievers (the
+      lexical retriever needs none).
+    - ``aliases``: brand/category alias table for recognition (see
+      :mod:`analysis.vocabulary`).  The vocabulary itself is read from the
+      index's facets on first use and re-read after ``vocabulary_max_age_s``
+      or on :meth:`refresh_vocabulary`.
+    - ``capabilities``: skip probing (e.g. share one probe between searchers).
+    """
+
+    def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
+                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
+                 capabilities: FusionCapabilities | None = None) -> None:
+        self.client = client
+        self.profile = load_profile(profile)
+        self.encoders = encoders
+        self.index = index
+        self.aliases = aliases
+        self.vocabulary_max_age_s = vocabulary_max_age_s
+        self._lock = threading.Lock()
+        self._caps = capabilities
+        self._vocab = vocabulary
+        self._vocab_at = time.monotonic() if vocabulary is not None else 0.0
+        self._tokenizer: Tokenizer | None = None
+        self._pipelines: set[str] = set()
+
+    # --- state found once ---------------------------------------------------------------
+    def capabilities(self) -> FusionCapabilities:
+        """Server-side fusion this cluster supports (probed on first call, then cached)."""
+        with self._lock:
+            if self._caps is None:
+                try:
+                    self._caps = detect_fusion(self.client, self.index)
+                except NotFoundError:
+                    raise SearchError(f"index {self.index!r} does not exist") from None
+            return self._caps
+
+    def refresh_vocabulary(self) -> Vocabulary:
+        """Re-read brands and categories from the index (e.g. after an ingest)."""
+        try:
+            vocab = Vocabulary.from_index(self.client, self.index, self.aliases)
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"reading the vocabulary of {self.index!r} failed: {_engine_message(exc)}") from None
+        tokenizer = Tokenizer(vocab.words())
+        with self._lock:
+            self._vocab, self._tokenizer, self._vocab_at = vocab, tokenizer, time.monotonic()
+        return vocab
+
+    def vocabulary(self) -> Vocabulary:
+        with self._lock:
+            vocab, at = self._vocab, self._vocab_at
+        if vocab is None or time.monotonic() - at > self.vocabulary_max_age_s:
+            return self.refresh_vocabulary()
+        return vocab
+
+    def _tokenizer_for(self, vocab: Vocabulary) -> Tokenizer:
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = Tokenizer(vocab.words())
+            return self._tokenizer
+
+    # --- building ---------------------------------------------------------------------
+    def prepare(self, request: SearchRequest) -> BuiltSearch:
+        """Encode, understand and build, without running anything on the cluster."""
+        vocab = self.vocabulary()
+        if self.encoders is not None:
+            request = encode(request, self.encoders)
+        u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
+        return build_search(request, self.profile, u, vocabulary=vocab)
+
+    def _route(self, built: BuiltSearch) -> tuple[str, str | None]:
+        if not built.is_fused:
+            return "single", None
+        if built.fusion.mode == "client":
+            return "client", None
+        if not built.server_fits:
+            why = "more retrievers than a hybrid query holds"
+        else:
+            ok, why = self.capabilities().supports(built.fusion, built.weights)
+            if ok:
+                return "server", None
+        if built.fusion.mode == "server":
+            raise SearchError(f"profile {self.profile.name} asks for server-side fusion, but {why}")
+        return "client", f"fused client-side: {why}"
+
+    # --- running ----------------------------------------------------------------------
+    def search(self, request: SearchRequest) -> SearchResult:
+        t0 = time.perf_counter()
+        built = self.prepare(request)
+        path, why = self._route(built)
+        notes = list(built.notes) + ([why] if why else [])
+        try:
+            if path == "client":
+                hits, total, facets, sub_responses = self._run_client(built)
+            else:
+                hits, total, facets = self._run_server(built, path)
+                sub_responses = None
+            if request.explain:
+                if sub_responses is None:
+                    sub_responses = self._msearch(built, with_facets=False)
+                expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)
+                hits = [Hit(**{**h.__dict__, "explain": expl.get(h.id)}) for h in hits]
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"search on {self.index!r} failed: {_engine_message(exc)}") from None
+        return SearchResult(hits=tuple(hits), total=total, facets=facets, notes=tuple(notes), fusion_path=path,
+                            profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
+                            took_ms=(time.perf_counter() - t0) * 1000)
+
+    def _ensure_pipeline(self, built: BuiltSearch) -> None:
+        p = built.pipeline
+        if p is None or p.name in self._pipelines:
+            return
+        self.client.transport.perform_request("PUT", f"/_search/pipeline/{p.name}", body=p.body)
+        self._pipelines.add(p.name)
+
+    def _run_server(self, built: BuiltSearch, path: str) -> tuple[list[Hit], int, Facets]:
+        body = built.body()
+        if path == "server":
+            self._ensure_pipeline(built)
+            if not self.capabilities().pagination_depth:
+                body["query"]["hybrid"].pop("pagination_depth", None)
+        resp = self.client.search(index=self.index, body=body, params=built.params())
+        raw_hits = resp["hits"]["hits"]
+        hits = [hit_from_source(h, h.get("_score") or 0.0) for h in raw_hits]
+        return hits, _total(resp), parse_facets(resp.get("aggregations"))
+
+    def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> list[Mapping[str, Any]]:
+        lines = built.msearch_body(self.index)
+        if not with_facets and built.facet_body() is not None:
+            lines = lines[:-2]
+        responses = self.client.msearch(body=lines)["responses"]
+        for sub, resp in zip([*built.retrievers, "facets"], responses):
+            if "error" in resp:
+                err = resp["error"]
+                if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
+                    raise SearchError(f"index {self.index!r} does not exist")
+                reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
+                raise SearchError(f"retriever {sub} failed on {self.index!r}: {reason or err}")
+        return responses
+
+    def _run_client(self, built: BuiltSearch) -> tuple[list[Hit], int, Facets, list[Mapping[str, Any]]]:
+        responses = self._msearch(built, with_facets=True)
+        n = len(built.sub_queries)
+        subs, facet_resp = responses[:n], (responses[n] if len(responses) > n else None)
+        fused = fuse(ranked_lists(built, subs), built.weights, built.fusion) if built.is_fused else None
+        by_id = _merge_hits(subs)
+        if fused is None:
+            order = [(h["_id"], float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
+        else:
+            order = [(d.id, d.score) for d in fused]
+        page = order[built.offset: built.offset + built.size]
+        hits = [hit_from_source(by_id[doc], score) for doc, score in page]
+        total = _total(facet_resp) if facet_resp is not None else len(order)
+        facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
+        return hits, total, facets, subs
+
+
+def _total(resp: Mapping[str, Any]) -> int:
+    t = (resp.get("hits") or {}).get("total")
+    if isinstance(t, Mapping):
+        return int(t.get("value", 0))
+    return int(t or 0)
+
+
+def _merge_hits(responses: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One raw hit per doc id, with the inner hits (best images) of every retriever merged in."""
+    out: dict[str, dict[str, Any]] = {}
+    for resp in responses:
+        for h in ((resp.get("hits") or {}).get("hits")) or []:
+            cur = out.setdefault(h["_id"], {**h, "inner_hits": dict(h.get("inner_hits") or {})})
+            if cur is not h:
+                cur["inner_hits"].update(h.get("inner_hits") or {})
+    return out

@@ -1,0 +1,197 @@
+"""Normalization, segmentation and brand/category recognition shared by ingest and query."""
+from __future__ import annotations
+
+import json
+import logging
+
+import jieba
+import pytest
+
+from analysis import (AliasError, AliasTable, Tokenizer, Vocabulary, category_ancestors, category_parent, fold_key,
+                      normalize_brand, normalize_text)
+from analysis import tokenize as tokenize_mod
+
+
+# --- normalize_text ---------------------------------------------------------------------
+@pytest.mark.parametrize("raw, want", [
+    ("ＳＫ－ＩＩ　神仙水", "sk-ii 神仙水"),            # full-width Latin, dash and ideographic space
+    ("ＡＨＣ１２３", "ahc123"),
+    ("Estée  LAUDER", "estee lauder"),              # accents and case folded, spaces collapsed
+    ("a\u200bb\ufeffc", "abc"),                     # zero-width space and BOM removed
+    ("line1\nline2\t\r end ", "line1 line2 end"),    # control whitespace becomes one space
+    ("红色，椅子！", "红色,椅子!"),                   # full-width punctuation to half-width
+    ("が", "が"),                                   # kana keeps its voicing mark
+    ("", ""),
+    (None, ""),
+])
+def test_normalize_text(raw, want):
+    assert normalize_text(raw) == want
+
+
+def test_fold_key_ignores_joiners_and_spacing():
+    assert fold_key("SK-II") == fold_key("sk ii") == fold_key("skii") == "skii"
+    assert fold_key("L'Oréal") == "loreal"
+
+
+# --- Tokenizer --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tok():
+    return Tokenizer(["sk-ii", "小棕瓶", "神仙水"])
+
+
+def test_chinese_is_segmented_into_words(tok):
+    assert tok.tokens("红色椅子") == ["红色", "椅子"]
+    assert tok.tokens("北欧红色实木椅子") == ["北欧", "红色", "实木", "椅子"]
+
+
+def test_latin_words_and_numbers_stay_whole(tok):
+    assert tok.tokens("iPhone15 Pro 手机壳") == ["iphone15", "pro", "手机壳"]
+    assert tok.tokens("3.5mm耳机") == ["3.5mm", "耳机"]
+    assert tok.tokens("Wi-Fi 路由器") == ["wi-fi", "路由器"]
+    assert tok.tokens("售价3,000元") == ["售价", "3000", "元"]
+    assert tok.tokens("C++ 入门") == ["c++", "入门"]
+
+
+def test_punctuation_and_whitespace_are_dropped(tok):
+    assert tok.tokens("【官方正品】 ，。！！  ") == ["官方", "正品"]
+    assert tok.tokens("  ...  ") == []
+    assert tok.tokens(None) == []
+
+
+def test_user_words_stay_whole(tok):
+    assert tok.tokens("SK-II神仙水230ml") == ["sk-ii", "神仙水", "230ml"]
+    assert "小棕瓶" in tok.tokens("雅诗兰黛小棕瓶精华")
+    plain = Tokenizer()
+    assert "小棕瓶" not in plain.tokens("雅诗兰黛小棕瓶精华", ) or plain.hmm  # only HMM can guess it without the word
+
+
+def test_user_words_do_not_leak_into_jiebas_global_tokenizer(tok):
+    tok.tokens("神仙水")
+    assert "神仙水" not in jieba.dt.FREQ or jieba.dt.FREQ["神仙水"] != tok._engine().FREQ["神仙水"]
+    assert tok._engine() is not jieba.dt
+
+
+def test_index_text_adds_inner_dictionary_words(tok):
+    assert tok.field_text("人体工学办公椅") == "人体 工学 人体工学 办公 办公椅"
+    assert tok.query_text("人体工学办公椅") == "人体工学 办公椅"
+    # a query for the shorter word meets the indexed longer one
+    assert set(tok.tokens("办公")) <= set(tok.field_text("人体工学办公椅").split())
+
+
+def test_upper_case_dictionary_words_survive_case_folding(tok):
+    assert tok.tokens("T恤男") == ["t恤", "男"]
+
+
+def test_dictionary_loads_lazily_and_once():
+    t = Tokenizer(["某某牌"])
+    assert t._jieba is None                     # constructing costs nothing
+    t.tokens("某某牌")
+    assert t._jieba is not None
+    base = tokenize_mod._base_dictionary()
+    assert tokenize_mod._base_dictionary() is base   # shared by every Tokenizer
+    assert "某某牌" not in base[0] or base[0]["某某牌"] == 0
+
+
+def test_with_words_returns_a_new_tokenizer(tok):
+    more = tok.with_words(["超级新词汇"])
+    assert "超级新词汇" in more.user_words and "超级新词汇" not in tok.user_words
+
+
+def test_jieba_logging_is_silenced(capsys):
+    assert logging.getLogger("jieba").getEffectiveLevel() >= logging.WARNING
+    Tokenizer(["另一个词"]).tokens("另一个词")
+    assert "Building prefix dict" not in capsys.readouterr().err
+
+
+# --- aliases and brands -----------------------------------------------------------------
+ALIASES = {
+    "brands": {"SK-II": ["sk2", "skii", "神仙水"], "Estee Lauder": ["雅诗兰黛"], "ahc": ["AHC", "爱和纯"]},
+    "categories": {"家居>家具>椅子": ["chair", "凳子"], "手机": ["phone", "cellphone"]},
+}
+
+
+@pytest.fixture(scope="module")
+def aliases():
+    return AliasTable.from_dict(ALIASES)
+
+
+def test_alias_file_roundtrip(tmp_path, aliases):
+    p = tmp_path / "aliases.json"
+    p.write_text(json.dumps(ALIASES, ensure_ascii=False), encoding="utf-8")
+    loaded = AliasTable.load(p)
+    assert loaded.to_dict() == aliases.to_dict()
+    assert loaded.brands["sk-ii"] == ("sk2", "skii", "神仙水")
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({"brand": {}}, "unknown keys"),
+    ({"brands": {"x": [1, 2]}}, "list of strings"),
+    ({"brands": ["x"]}, "must be an object"),
+    ([], "JSON object"),
+])
+def test_bad_alias_files_are_rejected(bad, msg):
+    with pytest.raises(AliasError, match=msg):
+        AliasTable.from_dict(bad)
+
+
+def test_normalize_brand_maps_spellings_to_one_value(aliases):
+    assert normalize_brand("SK II", aliases) == "sk-ii"
+    assert normalize_brand("ＳＫ２", aliases) == "sk-ii"
+    assert normalize_brand("雅诗兰黛", aliases) == "estee lauder"
+    assert normalize_brand("  Oatly ", aliases) == "oatly"          # unknown: just normalized
+    assert normalize_brand("sk2", {"sk-ii": ["sk2"]}) == "sk-ii"     # a plain mapping works too
+    assert normalize_brand(None) == ""
+
+
+# --- Vocabulary -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vocab(aliases):
+    return Vocabulary(brands=["sk-ii", "estee lauder", "ahc", "兰蔻", "lg", "apple"],
+                      category_paths=["家居>家具>椅子", "家居>家具>桌子", "数码>手机", "数码>手机配件>手机壳", "家居>灯"],
+                      aliases=aliases)
+
+
+@pytest.mark.parametrize("text, brands, cats", [
+    ("雅诗兰黛小棕瓶", ("estee lauder",), ()),
+    ("Estee Lauder serum", ("estee lauder",), ()),
+    ("esteelauder", ("estee lauder",), ()),
+    ("ＡＨＣ眼霜", ("ahc",), ()),
+    ("sk2 神仙水", ("sk-ii",), ()),
+    ("红色 椅子", (), ("家居>家具>椅子",)),
+    ("red chair", (), ("家居>家具>椅子",)),
+    ("兰蔻 手机壳", ("兰蔻",), ("数码>手机配件>手机壳",)),   # longest match: 手机壳 over 手机
+    ("台灯", (), ("家居>灯",)),                              # one-character category names count
+    ("algorithm", (), ()),                                  # lg is not found inside a Latin word
+    ("lg 显示器", ("lg",), ()),
+])
+def test_find_mentions(vocab, text, brands, cats):
+    m = vocab.find(text)
+    assert m.brands == brands and m.categories == cats
+
+
+def test_mention_spans_point_into_the_normalized_text(vocab):
+    m = vocab.find("买 雅诗兰黛")
+    (span,) = m.spans
+    assert normalize_text("买 雅诗兰黛")[span.start:span.end] == "雅诗兰黛" and span.kind == "brand"
+
+
+def test_vocabulary_keeps_indexed_spellings_as_values(aliases):
+    v = Vocabulary(brands=["雅诗兰黛", "estee lauder"], category_paths=["Fruit>Apple"], aliases=aliases)
+    # both spellings are in the index, both are boosted/filtered
+    assert set(v.find("Estée Lauder").brands) == {"estee lauder", "雅诗兰黛"}
+    assert v.brand_values("雅诗兰黛") == ("estee lauder", "雅诗兰黛")
+    # category values are the paths as indexed, found by their normalized names
+    assert v.find("green apple").categories == ("Fruit>Apple",)
+    assert v.categories_named("fruit>apple") == ("Fruit>Apple",)
+    assert v.categories_named("Vegetables") == ("Vegetables",)   # unknown: as given
+
+
+def test_category_helpers():
+    assert category_ancestors("a>b>c") == ["a", "a>b", "a>b>c"]
+    assert category_parent("a>b>c") == "a>b" and category_parent("a") is None
+
+
+def test_vocabulary_words_feed_the_tokenizer(vocab):
+    words = vocab.words()
+    assert "sk-ii" in words and "雅诗兰黛" in words and "estee lauder" not in words
+    assert Tokenizer(words).tokens("sk2神仙水") == ["sk2", "神仙水"]
