@@ -6,9 +6,9 @@ the two sides of the index always agree.
 """
 from .normalize import fold_key, has_cjk, is_cjk, normalize_text
 from .tokenize import Tokenizer
-from .vocabulary import (AliasError, AliasTable, Mention, Mentions, Vocabulary, category_ancestors,
-                         category_leaf, category_parent, normalize_brand)
+from .vocabulary import (BRAND_MENTION, CATEGORY_MENTION, AliasError, AliasTable, Mention, Mentions, Vocabulary, category_ancestors,
+                         category_leaf_name, category_parent, normalize_brand)
 
 __all__ = ["normalize_text", "fold_key", "is_cjk", "has_cjk", "Tokenizer", "AliasTable", "AliasError",
-           "Mention", "Mentions", "Vocabulary", "normalize_brand", "category_ancestors", "category_leaf",
-           "category_parent"]
+           "Mention", "Mentions", "Vocabulary", "normalize_brand", "category_ancestors", "category_leaf_name",
+           "category_parent", "BRAND_MENTION", "CATEGORY_MENTION"]

@@ -45,7 +45,11 @@ from mappings import fields
 from .normalize import fold_key, has_cjk, normalize_text
 
 __all__ = ["AliasTable", "AliasError", "Mention", "Mentions", "Vocabulary", "normalize_brand",
-           "category_leaf", "category_parent", "category_ancestors"]
+           "category_leaf_name", "category_parent", "category_ancestors", "BRAND_MENTION", "CATEGORY_MENTION"]
+
+# mention kinds; a brand mention is named for the field its values are matched against
+BRAND_MENTION = fields.BRAND
+CATEGORY_MENTION = "category"
 
 _ASCII_ALNUM = re.compile(r"[a-z0-9]")
 _JOINERS = re.compile(r"[\s\-_.'·]+")
@@ -55,7 +59,7 @@ class AliasError(ValueError):
     """The alias file is not in the documented format."""
 
 
-def category_leaf(path: str) -> str:
+def category_leaf_name(path: str) -> str:
     """Last level of a category path (``家居>家具>椅子`` -> ``椅子``)."""
     return path.rsplit(fields.SEP, 1)[-1]
 
@@ -166,7 +170,7 @@ def normalize_brand(text: str | None, aliases: AliasTable | Mapping[str, Iterabl
 class Mention:
     """One recognized span of the normalized text."""
 
-    kind: str                 # "brand" or "category"
+    kind: str                 # BRAND_MENTION or CATEGORY_MENTION
     surface: str              # the text as it appears (normalized)
     start: int                # offsets into the normalized text
     end: int
@@ -209,7 +213,7 @@ def _acceptable(surface: str, *, explicit: bool, kind: str) -> bool:
     if len(surface) >= 2:
         return True
     # one character: only a CJK category name (灯, 床, 伞 are real categories)
-    return kind == "category" and has_cjk(surface)
+    return kind == CATEGORY_MENTION and has_cjk(surface)
 
 
 class Vocabulary:
@@ -253,7 +257,7 @@ class Vocabulary:
 
         by_leaf: dict[str, set[str]] = {}
         for p in paths:
-            by_leaf.setdefault(normalize_text(category_leaf(p)), set()).add(p)
+            by_leaf.setdefault(normalize_text(category_leaf_name(p)), set()).add(p)
 
         # surface -> {(kind, value)}
         table: dict[str, set[tuple[str, str]]] = {}
@@ -265,18 +269,18 @@ class Vocabulary:
 
         for canon, members in self._brand_family.items():
             for b in members | {canon}:
-                add(b, "brand", members, False)
+                add(b, BRAND_MENTION, members, False)
             for v in self.aliases.brands.get(canon, ()):
-                add(v, "brand", members, True)
+                add(v, BRAND_MENTION, members, True)
         for leaf, ps in by_leaf.items():
-            add(leaf, "category", ps, False)
+            add(leaf, CATEGORY_MENTION, ps, False)
         for key, variants in self.aliases.categories.items():
             if key in by_norm_path:
                 targets = [by_norm_path[key]]
             else:
                 targets = sorted(by_leaf.get(key, ()))
             for v in variants:
-                add(v, "category", targets, True)
+                add(v, CATEGORY_MENTION, targets, True)
         self._table = {s: frozenset(v) for s, v in table.items() if v}
         self._lengths = sorted({len(s) for s in self._table}, reverse=True)
 
@@ -312,7 +316,7 @@ class Vocabulary:
         if n in self._path_by_norm:
             return (self._path_by_norm[n],)
         hits = self._table.get(normalize_text(name), frozenset())
-        found = tuple(sorted(v for k, v in hits if k == "category"))
+        found = tuple(sorted(v for k, v in hits if k == CATEGORY_MENTION))
         return found or (name.strip(),)
 
     def brand_values(self, name: str) -> tuple[str, ...]:
@@ -353,8 +357,8 @@ class Vocabulary:
             for kind, values in sorted(by_kind.items()):
                 spans.append(Mention(kind, hit, i, i + len(hit), tuple(values)))
             i += len(hit)
-        brands = tuple(dict.fromkeys(v for m in spans if m.kind == "brand" for v in m.values))
-        cats = tuple(dict.fromkeys(v for m in spans if m.kind == "category" for v in m.values))
+        brands = tuple(dict.fromkeys(v for m in spans if m.kind == BRAND_MENTION for v in m.values))
+        cats = tuple(dict.fromkeys(v for m in spans if m.kind == CATEGORY_MENTION for v in m.values))
         return Mentions(brands=brands, categories=cats, spans=tuple(spans))
 
     @staticmethod

@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 
 from . import cmd_engine, cmd_index, cmd_models
+from . import cmd_ingest
+from . import cmd_eval
 
 
 @click.group()
@@ -15,6 +17,11 @@ def cli() -> None:
 cli.add_command(cmd_engine.engine)
 cli.add_command(cmd_index.index)
 cli.add_command(cmd_models.models)
+cli.add_command(cmd_ingest.ingest)
+cli.add_command(cmd_eval.eval_cmd)
+cli.add_command(cmd_eval.tune)
+cli.add_command(cmd_eval.judgments)
+cli.add_command(cmd_eval.events_group)
 
 
 def main() -> None:

@@ -79,6 +79,7 @@ class ClickReport:
     impressions: int = 0
     clicks: int = 0
     clicks_dropped: int = 0          # position unknown
+    orphan_events: int = 0           # impressions/clicks whose search is unknown and which carry no text
     clicks_beyond_max_rank: int = 0
     position_ctr: dict[int, float] = field(default_factory=dict)
     pairs: list[PairStats] = field(default_factory=list)
@@ -89,7 +90,8 @@ class ClickReport:
         ctr = ", ".join(f"{p}:{c:.3f}" for p, c in sorted(self.position_ctr.items())[:10])
         return (f"{self.searches} searches ({self.searches_without_text} without text skipped, "
                 f"{self.duplicate_searches} duplicate query_id), {self.impressions} impressions, {self.clicks} clicks "
-                f"({self.clicks_dropped} without a known position dropped, {self.clicks_beyond_max_rank} beyond max rank)\n"
+                f"({self.clicks_dropped} without a known position dropped, {self.clicks_beyond_max_rank} beyond max rank), "
+                f"{self.orphan_events} impression/click events without a known search\n"
                 f"position CTR: {ctr}\n"
                 f"{len(judged)} judgments from {len(self.pairs)} query-product pairs; grades "
                 + ", ".join(f"{g}: {grades.get(g, 0)}" for g in range(4)))
@@ -112,7 +114,7 @@ def judgments_from_events(events: Iterable[Event], config: ClickModelConfig = Cl
     impressions: dict[tuple[str, str], int] = {}       # (query_id, doc) -> best position
     clicked: dict[tuple[str, str], int | None] = {}    # (query_id, doc) -> position from the click
     others = []
-    events = list(events)
+    textless: set[str] = set()                         # photo-only searches: their clicks are skipped too
     for e in events:
         if e.action_name != SEARCH:
             others.append(e)
@@ -124,6 +126,7 @@ def judgments_from_events(events: Iterable[Event], config: ClickModelConfig = Cl
         key = normalize_query(e.user_query or "")
         if not key:
             report.searches_without_text += 1
+            textless.add(e.query_id)
             continue
         searches[e.query_id] = key
         shown_text[key][e.user_query.strip()] += 1
@@ -131,7 +134,7 @@ def judgments_from_events(events: Iterable[Event], config: ClickModelConfig = Cl
             if i <= config.max_rank:
                 impressions.setdefault((e.query_id, doc), i)
     for e in others:
-        if e.query_id is None:
+        if e.query_id is None or e.query_id in textless:
             continue
         if e.query_id not in searches and e.user_query and e.action_name in (IMPRESSION, CLICK):
             # an event whose search record is missing but which carries the text itself (UBI allows it)
@@ -140,6 +143,8 @@ def judgments_from_events(events: Iterable[Event], config: ClickModelConfig = Cl
                 searches[e.query_id] = key
                 shown_text[key][e.user_query.strip()] += 1
         if e.query_id not in searches:
+            if e.action_name in (IMPRESSION, CLICK):
+                report.orphan_events += 1
             continue
         pair = (e.query_id, e.object_id)
         if e.action_name == IMPRESSION and e.position <= config.max_rank:
@@ -159,7 +164,7 @@ def judgments_from_events(events: Iterable[Event], config: ClickModelConfig = Cl
             report.clicks_beyond_max_rank += 1
             continue
         counted_clicks[pair] = pos
-        impressions.setdefault(pair, pos)
+        impressions[pair] = pos   # the click says where the product was shown
     report.impressions = len(impressions)
     # position prior
     imp_at, clk_at = Counter(impressions.values()), Counter(counted_clicks.values())

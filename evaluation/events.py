@@ -20,8 +20,8 @@ One JSON object per event (a line of a ``.jsonl`` file, or a document of the eve
   other name (``add_to_cart`` ...), which is stored but not used by the click model.
 - ``query_id``: unique per search; impressions and clicks carry the id of the search they
   belong to.  Required for search, impression and click.
-- ``user_query``: the text searched (required on ``search``; optional elsewhere, taken from the
-  search with the same ``query_id`` when absent).
+- ``user_query``: the text searched (on ``search``; empty for a photo-only search; optional
+  elsewhere, taken from the search with the same ``query_id`` when absent).
 - ``query_response_hit_ids``: on ``search``, the product ids shown, in order; position 1 is the
   first one.
 - ``event_attributes.object.object_id``: the product acted on (required on click/impression);
@@ -130,8 +130,6 @@ class Event:
         a = self.action_name
         if a in (SEARCH, IMPRESSION, CLICK) and not self.query_id:
             raise ValueError(f"a {a} event needs 'query_id'")
-        if a == SEARCH and not self.user_query:
-            raise ValueError("a search event needs 'user_query'")
         if a in (IMPRESSION, CLICK) and not self.object_id:
             raise ValueError(f"a {a} event needs '{OBJECT_ID}'")
         if a == IMPRESSION and self.position is None:

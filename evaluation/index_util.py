@@ -47,10 +47,12 @@ def ensure_index(client: OpenSearch, name: str, body: Mapping[str, Any]) -> bool
         live = client.indices.get_mapping(index=name)
         props = next(iter(live.values()))["mappings"].get("properties", {})
         have, want = mapping_types(props), mapping_types(body["mappings"]["properties"])
-        wrong = [f"{f} ({t} expected, index has {have.get(f, 'nothing')})"
-                 for f, t in want.items() if have.get(f) != t]
-        if wrong:
-            raise IndexMismatch(f"index {name!r} exists with another mapping: {', '.join(wrong[:6])}; "
+        wrong = [f"{f} is {have[f]}, not {t}" for f, t in want.items() if f in have and have[f] != t]
+        missing = [f for f in want if f not in have]
+        if wrong or missing:
+            parts = ([f"fields of another type: {', '.join(wrong[:6])}"] if wrong else []) + \
+                    ([f"{len(missing)} field(s) missing: {', '.join(missing[:6])}"] if missing else [])
+            raise IndexMismatch(f"index {name!r} exists with another mapping ({'; '.join(parts)}); "
                                 "use another index name or delete it")
         return False
     client.indices.create(index=name, body=dict(body))

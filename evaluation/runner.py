@@ -23,7 +23,7 @@ from .judgments import JudgedQuery, JudgmentSet
 from .metrics import DEFAULT_METRICS, MetricSpec, score_all
 
 __all__ = ["SearchFn", "NotApplicable", "EvalError", "QueryResult", "ProfileSummary", "EvalRun", "run_profiles",
-           "format_table", "format_worst", "new_run_id"]
+           "summarize", "format_table", "format_worst", "new_run_id"]
 
 SearchFn = Callable[[JudgedQuery, int], Sequence[str]]
 
@@ -96,6 +96,13 @@ def _mean(values: Iterable[float]) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
+def summarize(profile: str, rows: Sequence[QueryResult], metrics: Sequence[MetricSpec],
+              not_applicable: int = 0) -> ProfileSummary:
+    """Means of ``rows`` (one profile's per-query results) for each metric."""
+    return ProfileSummary(profile, {m.name: _mean(r.metrics[m.name] for r in rows) for m in metrics}, len(rows),
+                          not_applicable, round(_mean(r.latency_ms for r in rows), 2) if rows else 0.0)
+
+
 def run_profiles(jset: JudgmentSet, searches: Mapping[str, SearchFn],
                  metrics: Sequence[MetricSpec] = DEFAULT_METRICS, *, run_id: str | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> EvalRun:
@@ -113,7 +120,7 @@ def run_profiles(jset: JudgmentSet, searches: Mapping[str, SearchFn],
                   timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics=metrics,
                   unjudged=tuple(q.id for q in jset.queries if not q.relevant))
     for profile, search in searches.items():
-        rows, skipped, latencies = [], 0, []
+        rows, skipped = [], 0
         for i, q in enumerate(judged, 1):
             t0 = time.perf_counter()
             try:
@@ -127,13 +134,10 @@ def run_profiles(jset: JudgmentSet, searches: Mapping[str, SearchFn],
                 if progress:
                     progress(profile, i, len(judged))
             ms = (time.perf_counter() - t0) * 1000.0
-            latencies.append(ms)
             rows.append(QueryResult(profile, q.id, q.label, score_all(metrics, ranked, q.grades),
                                     tuple(ranked[:10]), round(ms, 2)))
         run.results.extend(rows)
-        run.summaries[profile] = ProfileSummary(
-            profile, {m.name: _mean(r.metrics[m.name] for r in rows) for m in metrics}, len(rows), skipped,
-            round(_mean(latencies), 2) if latencies else 0.0)
+        run.summaries[profile] = summarize(profile, rows, metrics, skipped)
     return run
 
 

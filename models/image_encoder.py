@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageDecodeError, ImageSource, describe_source, load_image
+from .manifest import entry_variants
 
 __all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError"]
 
@@ -54,7 +55,8 @@ class EncodeResult(NamedTuple):
 def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
     """One RGB image -> float32 [3, crop, crop] following a manifest ``preprocess`` block.
 
-    Mirrors torchvision: shorter side to ``resize`` (longer side truncated, as
+    Mirrors torchvision: shorter side to ``resize`` (or exactly [height, width] when ``resize``
+    is a list; longer side truncated, as
     ``_compute_resized_output_size`` does), PIL resampling (antialiased), centre crop with
     Python ``round`` offsets (zero padding if the image is smaller than the crop), scale to
     [0, 1], then ``(x - mean) / std`` per channel.
@@ -62,7 +64,10 @@ def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     resize = spec.get("resize")
-    if resize:
+    if isinstance(resize, (list, tuple)):  # exact [height, width] (e.g. Chinese-CLIP)
+        if (img.size[1], img.size[0]) != (int(resize[0]), int(resize[1])):
+            img = img.resize((int(resize[1]), int(resize[0])), _RESAMPLE[spec.get("interpolation", "bilinear")])
+    elif resize:
         w, h = img.size
         short, long = (w, h) if w <= h else (h, w)
         new_short, new_long = int(resize), int(int(resize) * long / short)
@@ -116,7 +121,7 @@ class ImageEncoder:
             from .manifest import load_manifest
             manifest_entry = load_manifest(self.model_dir)["image"]
         self.entry = dict(manifest_entry)
-        variants = self.entry.get("variants") or {}
+        variants = entry_variants(self.entry)
         self.variant = variant or self.entry.get("default_variant") or "fp32"
         if self.variant not in variants:
             raise ImageEncoderError(f"image model has no variant {self.variant!r} "
@@ -160,7 +165,7 @@ class ImageEncoder:
     def labels(self) -> list[str]:
         """Class names for the logits (e.g. ImageNet's 1000), empty when the model has none."""
         if self._labels is None:
-            fname = self.entry.get("labels_file")
+            fname = (self.entry.get("labels") or {}).get("file")
             self._labels = (json.loads((self.model_dir / fname).read_text(encoding="utf-8"))
                             if fname and (self.model_dir / fname).is_file() else [])
         return self._labels

@@ -75,6 +75,16 @@ def load_image(source: ImageSource, *, name: str | None = None,
     Raises :class:`ImageDecodeError` naming ``name`` (default: the path, or a size for bytes).
     """
     item = name or describe_source(source)
+    with warnings.catch_warnings():
+        # PIL warns about corrupt EXIF blocks and large images; we handle both ourselves
+        # (EXIF is best effort, the pixel limit is ours), so the warnings are only noise.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _load(source, item, max_bytes, max_pixels, reduce_to)
+
+
+def _load(source: ImageSource, item: str, max_bytes: int, max_pixels: int,
+          reduce_to: int | None) -> Image.Image:
     try:
         if isinstance(source, Image.Image):
             img = source
@@ -138,13 +148,10 @@ def _open(source: ImageSource, item: str, max_bytes: int) -> Image.Image:
         raise ImageDecodeError(item, "empty input (0 bytes)")
     if len(data) > max_bytes:
         raise ImageDecodeError(item, f"input is {len(data)} bytes, more than the {max_bytes} allowed")
-    with warnings.catch_warnings():
-        # We apply our own, smaller pixel limit; PIL's warning would only be noise.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            return Image.open(io.BytesIO(data))
-        except Image.UnidentifiedImageError:
-            raise ImageDecodeError(item, "not a recognised image format") from None
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError:
+        raise ImageDecodeError(item, "not a recognised image format") from None
 
 
 def _check_pixels(item: str, size: tuple[int, int], max_pixels: int, before_draft: bool = False) -> None:

@@ -46,8 +46,8 @@ class SourceRecord:
     ``data`` is the parsed record (a JSON object, or a CSV row as ``{column: text}``) or None
     when the record could not be read; then ``error`` says why and ``raw`` holds the source
     text (invalid bytes written as ``\\xNN`` escapes, so nothing is lost in the rejects file).
-    ``end_offset`` is the byte offset just after the record: reading again from there
-    continues with the next record.
+    ``end_offset`` is the byte offset just after the record and ``end_line`` its last line:
+    ``records(end_offset, end_line)`` continues with the next record.
     """
 
     line: int
@@ -55,6 +55,11 @@ class SourceRecord:
     data: dict[str, Any] | None = None
     error: str | None = None
     raw: str | None = None
+    end_line: int = 0   # last physical line of the record (a CSV row may span several)
+
+    def __post_init__(self) -> None:
+        if self.end_line < self.line:
+            object.__setattr__(self, "end_line", self.line)
 
     @property
     def ok(self) -> bool:
@@ -240,7 +245,8 @@ class Catalog:
             except csv.Error as exc:
                 # the csv module cannot go on after some errors (e.g. an unterminated quote at
                 # the end of the file); report the row and carry on with a fresh parser
-                yield SourceRecord(first_line, state["offset"], error=f"malformed CSV row: {exc}")
+                yield SourceRecord(first_line, state["offset"], error=f"malformed CSV row: {exc}",
+                                   end_line=state["line"])
                 reader = csv.reader(text_lines(), delimiter=self._delimiter, strict=True)
                 state["bad_utf8"], state["too_long"] = None, False
                 continue
@@ -253,17 +259,18 @@ class Catalog:
             if not any(c.strip() for c in row):
                 continue
             raw = _csv_raw(row, self._delimiter)
+            end, last = state["offset"], state["line"]
             if too_long:
-                yield SourceRecord(first_line, state["offset"],
-                                   error=f"record is longer than {self.max_record_bytes} bytes", raw=raw[:4096])
+                yield SourceRecord(first_line, end, error=f"record is longer than {self.max_record_bytes} bytes",
+                                   raw=raw[:4096], end_line=last)
             elif bad_utf8:
-                yield SourceRecord(first_line, state["offset"], error=bad_utf8, raw=raw)
+                yield SourceRecord(first_line, end, error=bad_utf8, raw=raw, end_line=last)
             elif len(row) != len(header):
-                yield SourceRecord(first_line, state["offset"],
+                yield SourceRecord(first_line, end,
                                    error=f"malformed CSV row: {len(row)} fields, the header has {len(header)}",
-                                   raw=raw)
+                                   raw=raw, end_line=last)
             else:
-                yield SourceRecord(first_line, state["offset"], data=dict(zip(header, row)))
+                yield SourceRecord(first_line, end, data=dict(zip(header, row)), end_line=last)
 
     def count_hint(self) -> int:
         """File size in bytes (progress before the first pass knows the record count)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["Product", "InvalidRecord", "Limits", "validate", "product_id", "brand_and_category", "KEYS",
+__all__ = ["Product", "InvalidRecord", "Limits", "validate", "product_id", "KEYS",
            "RELATION_KEYS", "LIST_SEPARATOR"]
 
 # catalog keys (not index fields)
@@ -175,8 +175,12 @@ class _Checker:
             return None
         return x
 
-    def strings(self, key: str, v: Any, *, max_values: int, max_chars: int) -> tuple[str, ...]:
-        """A list of strings; a single string is a one-item list (in CSV: ``a|b|c``)."""
+    def strings(self, key: str, v: Any, *, max_values: int, max_chars: int,
+                numbers: bool = True) -> tuple[str, ...]:
+        """A list of strings; a single string is a one-item list (in CSV: ``a|b|c``).
+
+        With ``numbers``, numbers count as their text (relation targets are often numeric ids).
+        """
         if _absent(v, self.csv):
             return ()
         if isinstance(v, str):
@@ -192,14 +196,14 @@ class _Checker:
                     v = s.split(LIST_SEPARATOR)
             else:
                 v = [s]
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if numbers and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = [str(v)]
         if not isinstance(v, (list, tuple)):
             self.fail(f"{key}: expected a string or a list of strings, got {_typename(v)} {_short(v)}")
             return ()
         out: list[str] = []
         for i, item in enumerate(v):
-            if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if numbers and isinstance(item, (int, float)) and not isinstance(item, bool):
                 item = str(item)
             if not isinstance(item, str):
                 self.fail(f"{key}[{i}]: expected a string, got {_typename(item)} {_short(item)}")
@@ -289,7 +293,7 @@ def _images(c: _Checker, v: Any) -> tuple[str, ...]:
     # data: URIs contain commas and may contain '|', so a CSV cell holding one is one image
     if c.csv and isinstance(v, str) and v.strip().startswith("data:"):
         v = [v]
-    return c.strings(K_IMAGES, v, max_values=c.limits.max_images, max_chars=1 << 62)
+    return c.strings(K_IMAGES, v, max_values=c.limits.max_images, max_chars=1 << 62, numbers=False)
 
 
 def _attributes(c: _Checker, v: Any) -> dict[str, Any]:
@@ -357,17 +361,3 @@ def validate(data: Mapping[str, Any], *, csv_mode: bool = False, limits: Limits 
                    images=images, price=price, rating=rating, attributes=attributes,
                    accessory_of=rel_values[K_ACCESSORY_OF], related=rel_values[K_RELATED],
                    series=rel_values[K_SERIES])
-
-
-def brand_and_category(data: Mapping[str, Any], *, csv_mode: bool = False) -> tuple[str, tuple[str, ...]]:
-    """Just the brand and category levels of a record, leniently (the first, vocabulary pass).
-
-    Invalid values give empty results here; the full validation in the second pass reports them.
-    """
-    c = _Checker(csv_mode, Limits())
-    brand = c.text(K_BRAND, data.get(K_BRAND), Limits.max_brand_chars)
-    category = _category(c, data.get(K_CATEGORY))
-    if c.reasons:
-        return ("" if any(r.startswith(K_BRAND) for r in c.reasons) else brand,
-                () if any(r.startswith(K_CATEGORY) for r in c.reasons) else category)
-    return brand, category

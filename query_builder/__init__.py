@@ -16,7 +16,8 @@ Running it, with server- or client-side fusion chosen by what the cluster can do
 """
 from .build import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
 from .capabilities import FusionCapabilities, detect_fusion
-from .encode import Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode
+from .encode import (Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode,
+                     encoders_from_dir)
 from .facets import FacetBucket, Facets, facet_aggs, parse_facets
 from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
 from .pipeline import SearchPipeline, search_pipeline
@@ -33,6 +34,7 @@ __all__ = [
     "FacetSpec", "load_profile", "shipped_profiles",
     "understand", "Understanding", "CategoryBoost",
     "Encoders", "TextEncoderLike", "ImageEncoderLike", "encode", "decode_image", "QueryImageError",
+    "encoders_from_dir",
     "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
     "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
     "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",

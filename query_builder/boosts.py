@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis import category_leaf, category_parent
+from analysis import category_leaf_name, category_parent
 from mappings import fields
 
 from .dsl import ConstantScore, Query, Terms
@@ -72,7 +72,7 @@ def plan_boosts(u: Understanding, spec: BoostSpec, context_product_ids: tuple[st
     if spec.accessory > 0:
         targets = list(u.brands)
         for path in cat_strength:
-            targets.extend((path, category_leaf(path)))
+            targets.extend((path, category_leaf_name(path)))
         targets = list(dict.fromkeys(targets))
         if targets:
             out.append(Boost(ACCESSORY_BOOST, "+".join(targets), fields.ACCESSORY_OF, tuple(targets), spec.accessory))

@@ -20,11 +20,12 @@ from analysis import Vocabulary
 from mappings import fields
 
 from .boosts import Boost, boost_clauses, plan_boosts
-from .dsl import Bool, Hybrid, InnerHits, Knn, MultiMatch, Nested, Query
+from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MultiMatch, Nested, Query
 from .facets import facet_aggs
 from .filters import filter_clauses, filter_query
 from .pipeline import SearchPipeline, search_pipeline
-from .profile import FusionSpec, Profile, Retriever, RetrieverSpec
+from .profile import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, FusionSpec, Profile,
+                      Retriever, RetrieverSpec)
 from .request import QueryVectors, SearchRequest
 from .understand import Understanding
 
@@ -45,6 +46,7 @@ class SubQuery:
     retriever: str
     weight: float      # share of the fusion, the active sub-queries' weights sum to 1
     query: Query
+    k: int = 0         # products the retriever is meant to return (its profile k; 0 for lexical)
 
 
 def _normalize(v: Sequence[float]) -> tuple[float, ...]:
@@ -75,16 +77,17 @@ def fused_query_vector(vectors: QueryVectors, weights: tuple[float, float]) -> t
 
 
 def request_inputs(u: Understanding, vectors: QueryVectors | None) -> set[str]:
+    """What a request offers the retrievers, in the names :meth:`Profile.active` takes."""
     inputs = set()
     if u.tokens:
-        inputs.add("text")
+        inputs.add(INPUT_TEXT)
     if vectors is not None:
         if vectors.text is not None:
-            inputs.add("text_vector")
+            inputs.add(INPUT_TEXT_VECTOR)
         if vectors.image is not None:
-            inputs.add("image_vector")
+            inputs.add(INPUT_IMAGE_VECTOR)
         if vectors.image_feature is not None:
-            inputs.add("image_feature")
+            inputs.add(INPUT_IMAGE_FEATURE)
     return inputs
 
 
@@ -102,6 +105,8 @@ class BuiltSearch:
     boosts: tuple[Boost, ...]
     understanding: Understanding
     notes: tuple[str, ...] = ()
+    image_probe: tuple[str, str, tuple[float, ...]] | None = None   # (retriever, nested field, vector)
+    filters: tuple[Query, ...] = ()     # the filter clauses every retriever carries
 
     # --- shape -------------------------------------------------------------------------
     @property
@@ -152,10 +157,11 @@ class BuiltSearch:
         p = self.pipeline
         return {"search_pipeline": p.name} if p is not None else {}
 
-    def sub_query_body(self, i: int) -> dict[str, Any]:
+    def sub_query_body(self, i: int, query: Query | None = None) -> dict[str, Any]:
         """One retriever alone, ``depth`` deep, for client-side fusion and explain."""
-        return {"query": self.sub_queries[i].query.to_dict(), "from": 0, "size": self.depth,
-                "_source": self._source(), "track_total_hits": False}
+        q = query if query is not None else self.sub_queries[i].query
+        return {"query": q.to_dict(), "from": 0, "size": self.depth, "_source": self._source(),
+                "track_total_hits": False}
 
     def facet_body(self) -> dict[str, Any] | None:
         """Facets over the union of what the retrievers match (client-side path)."""
@@ -163,6 +169,22 @@ class BuiltSearch:
             return None
         union = Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1)
         return {"query": union.to_dict(), "size": 0, "aggs": self.aggs}
+
+    def best_image_body(self, ids: Sequence[str]) -> dict[str, Any] | None:
+        """For these products, their best-matching image (as an inner hit).
+
+        A ``hybrid`` query drops its sub-queries' inner hits (neural-search
+        2.19), so after a server-side search the page's best images are asked
+        for separately: the image retriever's k-NN, restricted to the page's
+        ids (an exact search over a handful of products).
+        """
+        if self.image_probe is None or not ids:
+            return None
+        retriever, field_name, vector = self.image_probe
+        knn = Knn(field_name, vector, len(ids), filter=Ids(tuple(ids)))
+        nested = Nested(fields.IMAGES, knn, score_mode="max",
+                        inner_hits=InnerHits(name=retriever, size=1, source=(fields.nested(fields.IMAGE_URL),)))
+        return {"query": nested.to_dict(), "size": len(ids), "_source": False}
 
     def msearch_body(self, index: str) -> list[dict[str, Any]]:
         """Header/body pairs: every retriever, then the facet body if facets are wanted."""
@@ -214,8 +236,8 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
         raise BuildError(f"profile {profile.name} has no retriever for this request (it has {have}); "
                          f"its retrievers need: {needs}. Pass encoders or precomputed vectors for dense retrievers.")
     # a retriever left out although the request has its modality: its vectors were not computed
-    modality = {"text_vector": request.has_text, "image_vector": request.has_image,
-                "image_feature": request.has_image}
+    modality = {INPUT_TEXT_VECTOR: request.has_text, INPUT_IMAGE_VECTOR: request.has_image,
+                INPUT_IMAGE_FEATURE: request.has_image}
     missing = [r.kind for r in profile.retrievers
                if r not in active and any(modality.get(n) for n in Retriever.NEEDS[r.kind])]
     if missing:
@@ -240,13 +262,22 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
         else:
             dense = _dense_query(spec, vectors, fused, profile, knn_filter)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
-        subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query))
+        subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
+                             0 if spec.kind == Retriever.LEXICAL else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)
+    # the image retriever whose best image a hit shows: a photo match first, else text -> image
+    probe = None
+    for kind, field_name, vec in ((Retriever.IMAGE_IMAGE_KNN, fields.nested(fields.IMAGE_FEATURE), vectors.image_feature),
+                                  (Retriever.TEXT_IMAGE_KNN, fields.nested(fields.IMAGE_VECTOR), vectors.text)):
+        if vec is not None and any(r.kind == kind for r in active):
+            probe = (kind, field_name, vec)
+            break
     if len(subs) > Hybrid.MAX_QUERIES:
         notes.append(f"{len(subs)} retrievers exceed the hybrid query's limit of {Hybrid.MAX_QUERIES}; "
                      "fused client-side")
     aggs = facet_aggs(request.facets, profile.facets)
     return BuiltSearch(profile_name=profile.name, sub_queries=tuple(subs), fusion=profile.fusion, depth=depth,
                        offset=request.offset, size=request.size, aggs_json=json.dumps(aggs, ensure_ascii=False) if aggs else "", boosts=boosts,
-                       understanding=understanding, notes=tuple(notes))
+                       understanding=understanding, notes=tuple(notes), image_probe=probe,
+                       filters=filters)

@@ -9,10 +9,10 @@ Field names come from :mod:`mappings.fields`; this module spells none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Query", "Term", "Terms", "Range", "MultiMatch", "ConstantScore", "Bool", "Knn", "InnerHits",
-           "Nested", "Hybrid", "MatchAll", "MatchNone", "vector_tuple"]
+__all__ = ["Query", "Term", "Terms", "Ids", "Exists", "Range", "MultiMatch", "ConstantScore", "Bool", "Knn", "InnerHits",
+           "Nested", "Hybrid", "MatchAll", "MatchNone", "vector_tuple", "transform"]
 
 
 @runtime_checkable
@@ -73,6 +73,24 @@ class Terms:
 
     def to_dict(self) -> dict[str, Any]:
         return {"terms": _common({self.field: list(self.values)}, self.boost, self.name)}
+
+
+@dataclass(frozen=True)
+class Exists:
+    field: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exists": {"field": self.field}}
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Documents by ``_id``."""
+
+    values: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": {"values": list(self.values)}}
 
 
 @dataclass(frozen=True)
@@ -227,6 +245,26 @@ class Hybrid:
         if self.pagination_depth is not None:
             body["pagination_depth"] = self.pagination_depth
         return {"hybrid": body}
+
+
+def transform(query: Query, fn: Callable[[Query], Query]) -> Query:
+    """A copy of ``query`` with ``fn`` applied to every piece, children first.
+
+    The pieces are immutable, so this is how a built query is varied (e.g. a
+    larger k for one retry) without rebuilding it from the request.
+    """
+    if isinstance(query, Bool):
+        query = replace(query, **{part: tuple(transform(c, fn) for c in getattr(query, part))
+                                  for part in ("must", "should", "filter", "must_not")})
+    elif isinstance(query, Nested):
+        query = replace(query, query=transform(query.query, fn))
+    elif isinstance(query, ConstantScore):
+        query = replace(query, filter=transform(query.filter, fn))
+    elif isinstance(query, Hybrid):
+        query = replace(query, queries=tuple(transform(q, fn) for q in query.queries))
+    elif isinstance(query, Knn) and query.filter is not None:
+        query = replace(query, filter=transform(query.filter, fn))
+    return fn(query)
 
 
 def _num(w: float) -> str:

@@ -60,9 +60,9 @@ class Facets:
             if x.low is not None or x.high is not None:
                 d["from"], d["to"] = x.low, x.high
             return d
-        return {"brand": [b(x) for x in self.brand],
-                "category": [[b(x) for x in level] for level in self.category],
-                "price": [b(x) for x in self.price]}
+        return {fields.BRAND: [b(x) for x in self.brand],
+                CATEGORY_FACET: [[b(x) for x in level] for level in self.category],
+                fields.PRICE: [b(x) for x in self.price]}
 
 
 def _price_label(lo: float | None, hi: float | None) -> str:

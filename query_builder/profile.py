@@ -20,11 +20,21 @@ from mappings import fields as schema
 
 __all__ = ["ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
            "FacetSpec", "Profile", "load_profile", "shipped_profiles", "NORMALIZATIONS", "COMBINATIONS",
-           "FUSION_MODES"]
+           "FUSION_MODES", "INPUTS", "INPUT_TEXT", "INPUT_TEXT_VECTOR", "INPUT_IMAGE_VECTOR",
+           "INPUT_IMAGE_FEATURE"]
 
 
 class ProfileError(ValueError):
     """The profile is malformed; the message names the key and the allowed values."""
+
+
+# names of a request's inputs (what ``Profile.active`` is asked about): the query's words, and
+# its vectors; the text vector input is named for the field it searches
+INPUT_TEXT = "text"
+INPUT_TEXT_VECTOR = schema.TEXT_VECTOR
+INPUT_IMAGE_VECTOR = "image_vector"
+INPUT_IMAGE_FEATURE = "image_feature"
+INPUTS = (INPUT_TEXT, INPUT_TEXT_VECTOR, INPUT_IMAGE_VECTOR, INPUT_IMAGE_FEATURE)
 
 
 class Retriever:
@@ -39,15 +49,14 @@ class Retriever:
 
     ALL = (LEXICAL, TEXT_KNN, TEXT_IMAGE_KNN, IMAGE_IMAGE_KNN, IMAGE_TEXT_KNN, FUSED_KNN)
     DENSE = ALL[1:]
-    # which request inputs make a retriever runnable: "text" (lexical needs the words),
-    # "text_vector", "image_vector", "image_feature"; any one listed input suffices
+    # which request inputs make a retriever runnable (any one listed input suffices)
     NEEDS: Mapping[str, tuple[str, ...]] = {
-        LEXICAL: ("text",),
-        TEXT_KNN: ("text_vector",),
-        TEXT_IMAGE_KNN: ("text_vector",),
-        IMAGE_IMAGE_KNN: ("image_feature",),
-        IMAGE_TEXT_KNN: ("image_vector",),
-        FUSED_KNN: ("text_vector", "image_vector"),
+        LEXICAL: (INPUT_TEXT,),
+        TEXT_KNN: (INPUT_TEXT_VECTOR,),
+        TEXT_IMAGE_KNN: (INPUT_TEXT_VECTOR,),
+        IMAGE_IMAGE_KNN: (INPUT_IMAGE_FEATURE,),
+        IMAGE_TEXT_KNN: (INPUT_IMAGE_VECTOR,),
+        FUSED_KNN: (INPUT_TEXT_VECTOR, INPUT_IMAGE_VECTOR),
     }
 
 
@@ -265,8 +274,7 @@ class FacetSpec:
         return cls(**_strict(cls, data, "facets"))
 
 
-_INPUT_SETS = ({"text", "text_vector"}, {"image_vector", "image_feature"},
-               {"text", "text_vector", "image_vector", "image_feature"})
+_INPUT_SETS = ({INPUT_TEXT, INPUT_TEXT_VECTOR}, {INPUT_IMAGE_VECTOR, INPUT_IMAGE_FEATURE}, set(INPUTS))
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ class SearchRequest:
         images = self.images
         if isinstance(images, QueryImage):
             images = (images,)
-        object.__setattr__(self, "images", tuple(images))
+        object.__setattr__(self, _IMAGES_ARG, tuple(images))
         if isinstance(self.filters, Mapping):
             object.__setattr__(self, "filters", Filters.from_dict(self.filters))
         cats = []

@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary
+from mappings import fields
 
 from .build import BuiltSearch, build_search
 from .capabilities import FusionCapabilities, detect_fusion
+from .dsl import Bool, Exists, Knn, Nested, transform
 from .encode import Encoders, encode
 from .explain import explain_hits, ranked_lists
 from .facets import Facets, parse_facets
 from .fusion import fuse
-from .profile import Profile, load_profile
+from .profile import Profile, Retriever, load_profile
 from .request import SearchRequest
-from .results import Hit, SearchResult, hit_from_source
+from .results import SearchResult, hit_from_source
 from .understand import understand
 
-__all__ = ["SearchError", "Searcher"]
+__all__ = ["SearchError", "Searcher", "nested_shortfall"]
+
+NESTED_RETRIEVERS = (Retriever.TEXT_IMAGE_KNN, Retriever.IMAGE_IMAGE_KNN)
 
 
 class SearchError(RuntimeError):
@@ -142,21 +147,23 @@ class Searcher:
 
     # --- running ----------------------------------------------------------------------
     def search(self, request: SearchRequest) -> SearchResult:
+        """Run ``request``; bad input raises :class:`RequestError`, engine failures :class:`SearchError`."""
         t0 = time.perf_counter()
         built = self.prepare(request)
         path, why = self._route(built)
         notes = list(built.notes) + ([why] if why else [])
         try:
             if path == "client":
-                hits, total, facets, sub_responses = self._run_client(built)
+                raw_hits, total, facets, sub_responses = self._run_client(built, notes)
             else:
-                hits, total, facets = self._run_server(built, path)
+                raw_hits, total, facets = self._run_server(built, path)
                 sub_responses = None
+            hits = [hit_from_source(h, score) for h, score in raw_hits]
             if request.explain:
                 if sub_responses is None:
                     sub_responses = self._msearch(built, with_facets=False)
                 expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)
-                hits = [Hit(**{**h.__dict__, "explain": expl.get(h.id)}) for h in hits]
+                hits = [replace(h, explain=expl.get(h.id)) for h in hits]
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
         except (OpenSearchException, TransportError) as exc:
@@ -167,21 +174,35 @@ class Searcher:
 
     def _ensure_pipeline(self, built: BuiltSearch) -> None:
         p = built.pipeline
-        if p is None or p.name in self._pipelines:
-            return
+        with self._lock:
+            if p is None or p.name in self._pipelines:
+                return
+        # PUT is idempotent: two threads racing here both write the same body
         self.client.transport.perform_request("PUT", f"/_search/pipeline/{p.name}", body=p.body)
-        self._pipelines.add(p.name)
+        with self._lock:
+            self._pipelines.add(p.name)
 
-    def _run_server(self, built: BuiltSearch, path: str) -> tuple[list[Hit], int, Facets]:
+    def _run_server(self, built: BuiltSearch, path: str) -> tuple[list[tuple[dict, float]], int, Facets]:
         body = built.body()
         if path == "server":
             self._ensure_pipeline(built)
             if not self.capabilities().pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
         resp = self.client.search(index=self.index, body=body, params=built.params())
-        raw_hits = resp["hits"]["hits"]
-        hits = [hit_from_source(h, h.get("_score") or 0.0) for h in raw_hits]
-        return hits, _total(resp), parse_facets(resp.get("aggregations"))
+        raw = [dict(h) for h in resp["hits"]["hits"]]
+        if path == "server":
+            self._attach_best_images(built, raw)
+        return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
+
+    def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> None:
+        """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
+        body = built.best_image_body([h["_id"] for h in raw])
+        if body is None:
+            return
+        inner = {h["_id"]: h.get("inner_hits") or {} for h in self.client.search(index=self.index, body=body)
+                 ["hits"]["hits"]}
+        for h in raw:
+            h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(h["_id"], {})}
 
     def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> list[Mapping[str, Any]]:
         lines = built.msearch_body(self.index)
@@ -189,29 +210,70 @@ class Searcher:
             lines = lines[:-2]
         responses = self.client.msearch(body=lines)["responses"]
         for sub, resp in zip([*built.retrievers, "facets"], responses):
-            if "error" in resp:
-                err = resp["error"]
-                if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
-                    raise SearchError(f"index {self.index!r} does not exist")
-                reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
-                raise SearchError(f"retriever {sub} failed on {self.index!r}: {reason or err}")
+            _raise_for(resp, sub, self.index)
         return responses
 
-    def _run_client(self, built: BuiltSearch) -> tuple[list[Hit], int, Facets, list[Mapping[str, Any]]]:
+    def _run_client(self, built: BuiltSearch, notes: list[str]
+                    ) -> tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]]]:
         responses = self._msearch(built, with_facets=True)
         n = len(built.sub_queries)
-        subs, facet_resp = responses[:n], (responses[n] if len(responses) > n else None)
-        fused = fuse(ranked_lists(built, subs), built.weights, built.fusion) if built.is_fused else None
+        subs, facet_resp = list(responses[:n]), (responses[n] if len(responses) > n else None)
+        self._compensate_nested_shortfall(built, subs, notes)
         by_id = _merge_hits(subs)
-        if fused is None:
-            order = [(h["_id"], float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
+        if built.is_fused:
+            order = [(d.id, d.score) for d in fuse(ranked_lists(built, subs), built.weights, built.fusion)]
         else:
-            order = [(d.id, d.score) for d in fused]
+            order = [(h["_id"], float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
         page = order[built.offset: built.offset + built.size]
-        hits = [hit_from_source(by_id[doc], score) for doc, score in page]
         total = _total(facet_resp) if facet_resp is not None else len(order)
         facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
-        return hits, total, facets, subs
+        return [(by_id[doc], score) for doc, score in page], total, facets, subs
+
+    def _compensate_nested_shortfall(self, built: BuiltSearch, subs: list[Mapping[str, Any]],
+                                     notes: list[str]) -> None:
+        """Re-run a filtered nested-image k-NN that came back short, with a larger k.
+
+        Efficient filtering over nested vectors has returned fewer than k
+        products in k-NN 2.x (k-NN issue 2347).  When a nested retriever lists
+        fewer products than it should and more products match the filters, its
+        k is raised (x4, at most 10000) and it runs once more.
+        """
+        if not built.filters:
+            return
+        for i, sub in enumerate(built.sub_queries):
+            if sub.retriever not in NESTED_RETRIEVERS:
+                continue
+            got = len(((subs[i].get("hits") or {}).get("hits")) or [])
+            want = min(sub.k, built.depth)
+            if got >= want:
+                continue
+            matching = self.client.count(index=self.index, body={"query": Bool(
+                filter=(*built.filters, Nested(fields.IMAGES, Exists(fields.nested(fields.IMAGE_VECTOR))))
+            ).to_dict()})["count"]
+            if not nested_shortfall(got, want, matching):
+                continue
+            bigger = transform(sub.query, lambda q: replace(q, k=min(q.k * 4, 10_000)) if isinstance(q, Knn) else q)
+            resp = self.client.search(index=self.index, body=built.sub_query_body(i, bigger))
+            _raise_for(resp, sub.retriever, self.index)
+            notes.append(f"{sub.retriever}: filtered nested k-NN returned {got} of {want} products "
+                         f"({matching} match the filters); re-ran with a larger k and got "
+                         f"{len(resp['hits']['hits'])}")
+            subs[i] = resp
+
+
+def nested_shortfall(got: int, want: int, matching: int) -> bool:
+    """True when a nested k-NN returned fewer products than it could have."""
+    return got < want and got < matching
+
+
+def _raise_for(resp: Mapping[str, Any], what: str, index: str) -> None:
+    if "error" not in resp:
+        return
+    err = resp["error"]
+    if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
+        raise SearchError(f"index {index!r} does not exist")
+    reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
+    raise SearchError(f"retriever {what} failed on {index!r}: {reason or err}")
 
 
 def _total(resp: Mapping[str, Any]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis import Mentions, Tokenizer, Vocabulary, normalize_text
+from analysis import BRAND_MENTION, Mentions, Tokenizer, Vocabulary, normalize_text
 
 from .profile import Profile
 from .request import SearchRequest
@@ -77,7 +77,7 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
     # the photo's text only feeds brand recognition: packaging text names brands
     # reliably, while its other words (ingredients, slogans) would only add noise
     photo_mentions = Mentions(brands=photo_mentions.brands,
-                              spans=tuple(s for s in photo_mentions.spans if s.kind == "brand"))
+                              spans=tuple(s for s in photo_mentions.spans if s.kind == BRAND_MENTION))
 
     strengths: dict[str, tuple[float, str]] = {}
     for path in mentions.categories:

@@ -151,7 +151,8 @@ def precompiled_charsmap(norm: dict[int, tuple[int, ...]]) -> bytes:
             used[base ^ lab] = 1
             units[base ^ lab] = lab
             queue.append((base ^ lab, node[lab]))
-    n_units = len(used.rstrip(b"\0"))
+    # whole 256-unit blocks: a lookup for any byte lands on base ^ byte, inside base's block
+    n_units = -(-len(used.rstrip(b"\0")) // 256) * 256
     trie_bytes = units[:n_units].astype("<u4").tobytes()
     return len(trie_bytes).to_bytes(4, "little") + trie_bytes + bytes(blob)
 
@@ -277,10 +278,14 @@ def export_onnx(bert, path: Path) -> None:
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
-    """int8 dynamic quantization of the MatMul/Gather weights (activations quantized per run)."""
+    """int8 dynamic quantization of the MatMul and embedding-Gather weights.
+
+    Per-channel scales matter here: per-tensor int8 dropped the worst-case cosine to fp32
+    to ~0.97 (short texts such as "" suffer most), per-channel keeps it above 0.99.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
 
 
 # ------------------------------------------------------------------------- parity

@@ -251,7 +251,7 @@ def train_heads(train: PairData, val: PairData | None, cfg: TrainConfig = TrainC
         for epoch in range(1, cfg.epochs_max + 1):
             loss = tr.epoch()
             row = {"epoch": epoch, "loss": round(loss, 5),
-                   "temperature": round(float(1.0 / tr.logit_scale.exp()), 5)}
+                   "temperature": round(1.0 / tr.logit_scale.detach().exp().item(), 5)}
             if val is not None:
                 t2i, i2t = evaluate_pairs(*tr.project(val), val)
                 score = _val_score(t2i, i2t)

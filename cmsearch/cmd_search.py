@@ -1,0 +1,137 @@
+"""`cmsearch search "红色 椅子" [--image photo.jpg] [--brand X] [--explain] [--json]`: a thin shell over query_builder."""
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import click
+from opensearchpy.exceptions import OpenSearchException, TransportError
+
+from analysis import AliasError, AliasTable
+from query_builder import (Filters, ProfileError, QueryImage, RequestError, SearchError, Searcher, SearchRequest,
+                           encoders_from_dir, load_profile, shipped_profiles)
+from query_builder.request import FACETS, NumberRange
+from query_builder.results import SearchResult
+
+from .options import connection_options, fail
+
+
+def _width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _fit(s: str, width: int) -> str:
+    """``s`` cut and padded to ``width`` terminal columns (CJK characters take two)."""
+    out, w = "", 0
+    for ch in s:
+        cw = _width(ch)
+        if w + cw > width - (1 if _width(s) > width else 0):
+            out += "…"
+            w += 1
+            break
+        out += ch
+        w += cw
+    return out + " " * max(0, width - w)
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def render(result: SearchResult) -> str:
+    """The result as a readable table, then facets, notes and (if asked) explanations."""
+    lines = [f"{result.total} matched · profile {result.profile} · {result.fusion_path} · "
+             f"retrievers: {', '.join(result.retrievers)} · {result.took_ms:.0f} ms"]
+    cols = (("#", 3), ("score", 8), ("id", 12), ("title", 40), ("brand", 14), ("category", 14), ("price", 9),
+            ("image", 24))
+    lines.append(" ".join(_fit(name, w) for name, w in cols))
+    for i, h in enumerate(result.hits, start=1):
+        row = (str(i), f"{h.score:.4f}", h.id, h.title, h.brand, h.category, _num(h.price), h.image_url or "")
+        lines.append(" ".join(_fit(v, w) for v, (_, w) in zip(row, cols)).rstrip())
+        if h.explain is not None:
+            for s in h.explain.retrievers:
+                lines.append(f"      {s.retriever:<16} raw {_num(s.raw) or '-':>8}  normalized "
+                             f"{_num(s.normalized) or '-':>8}  rank {s.rank or '-'}")
+            if h.explain.boosts:
+                lines.append(f"      boosts: {', '.join(h.explain.boosts)}")
+            lines.append(f"      final {h.explain.final:.4f} ({h.explain.fusion})")
+    if not result.hits:
+        lines.append("(no results)")
+    f = result.facets
+    if f:
+        lines.append("")
+        if f.brand:
+            lines.append("brand:    " + "  ".join(f"{b.value} ({b.count})" for b in f.brand))
+        for level, buckets in enumerate(f.category):
+            if buckets:
+                lines.append(f"level {level}:  " + "  ".join(f"{b.value} ({b.count})" for b in buckets))
+        if f.price:
+            lines.append("price:    " + "  ".join(f"{b.value} ({b.count})" for b in f.price if b.count))
+    u = result.understanding
+    if u is not None and (u.brands or u.categories):
+        lines.append("")
+        lines.append("understood: " + ", ".join([*(f"brand {b}" for b in u.brands),
+                                                  *(f"category {c.path} ({c.source})" for c in u.categories)]))
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("query", required=False)
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Query photo (repeatable: several photos of one product).")
+@click.option("--index", "index_name", default="products", show_default=True, envvar="CMSEARCH_INDEX",
+              help="Product index to search.")
+@click.option("--profile", default="hybrid_minmax", show_default=True,
+              help=f"Shipped profile ({', '.join(shipped_profiles())}) or a profile JSON file.")
+@click.option("--brand", multiple=True, help="Only this brand (repeatable: any of them).")
+@click.option("--category", multiple=True, help="Only this category: a path (a>b) or a name (repeatable).")
+@click.option("--price-min", type=float, default=None)
+@click.option("--price-max", type=float, default=None)
+@click.option("--attr", multiple=True, help="Attribute filter key=value (repeatable).")
+@click.option("--facet", "facets", multiple=True, type=click.Choice(FACETS), help="Facets to show (repeatable).")
+@click.option("--size", default=10, show_default=True)
+@click.option("--offset", default=0, show_default=True)
+@click.option("--explain", is_flag=True, help="Show every retriever's raw and normalized score and the boosts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--aliases", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Brand/category alias file (JSON, see analysis/vocabulary.py).")
+@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
+              help="Model directory (default: $CMSEARCH_MODELS_DIR or ~/.cache/cmsearch/models).")
+@click.option("--no-models", is_flag=True, help="Do not load encoders: lexical search only.")
+@click.option("--ocr", is_flag=True, help="Read text off the query photo to recognize its brand (rapidocr).")
+@connection_options
+def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, profile: str, brand: tuple[str, ...],
+           category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
+           facets: tuple[str, ...], size: int, offset: int, explain: bool, as_json: bool, aliases: Path | None,
+           models_dir: Path | None, no_models: bool, ocr: bool) -> None:
+    """Search the product index by QUERY text and/or --image photos."""
+    try:
+        prof = load_profile(profile)
+        table = AliasTable.load(aliases) if aliases else None
+        price = NumberRange(price_min, price_max) if price_min is not None or price_max is not None else None
+        request = SearchRequest(
+            text=query, images=tuple(QueryImage.from_path(p) for p in images),
+            filters=Filters(brand=brand, category=category, price=price, attribute=attr),
+            facets=facets, size=size, offset=offset, explain=explain)
+    except (RequestError, ProfileError, AliasError) as exc:
+        raise click.UsageError(str(exc)) from None
+    encoders = None if no_models else encoders_from_dir(models_dir, ocr=ocr)
+    try:
+        searcher = Searcher(conn.client(), prof, encoders, index=index_name, aliases=table)
+        result = searcher.search(request)
+    except RequestError as exc:          # e.g. an undecodable photo
+        raise click.UsageError(str(exc)) from None
+    except SearchError as exc:
+        raise click.ClickException(conn.redact(str(exc))) from None
+    except (OpenSearchException, TransportError, OSError) as exc:
+        raise fail(conn, exc) from None
+    if encoders is not None and encoders.problems and not as_json:
+        for p in encoders.problems:
+            click.echo(f"note: {p}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(render(result))

@@ -1,0 +1,93 @@
+"""`cmsearch train CATALOG`: align image and text vectors on a catalog's own image-text pairs.
+
+A thin shell over :func:`models.training.pipeline.run`; torch is imported only when the command
+runs, so the rest of the CLI starts without it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _fields(value: str) -> tuple[str, ...]:
+    out = tuple(f.strip() for f in value.split(",") if f.strip())
+    if not out:
+        raise click.BadParameter("needs at least one field name")
+    return out
+
+
+def _size(value: str) -> float | int:
+    v = float(value)
+    return int(v) if v >= 1 else v
+
+
+@click.command()
+@click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
+              help="Built models directory (default: $CMSEARCH_MODELS_DIR or ~/.cache/cmsearch/models).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the heads (default: <models>/heads, recorded in the models manifest).")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path), default=None,
+              help="Feature cache (default: $CMSEARCH_FEATURE_CACHE or ~/.cache/cmsearch/features).")
+@click.option("--text-head", type=click.Choice(["identity", "linear", "mlp"]), default="identity", show_default=True,
+              help="identity keeps the e5 text space as the shared space (text search keeps e5 quality).")
+@click.option("--image-head", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
+@click.option("--dim", default=256, show_default=True, help="Shared dim when the text head is trained.")
+@click.option("--epochs-max", default=200, show_default=True, help="Upper bound; early stopping usually ends far sooner.")
+@click.option("--patience", default=10, show_default=True, help="Epochs without validation gain before stopping.")
+@click.option("--batch-size", default=256, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Same data + seed = same heads.")
+@click.option("--val", "val_size", default="0.1", show_default=True, callback=lambda c, p, v: _size(v),
+              help="Validation products (fraction < 1 or a count) for early stopping.")
+@click.option("--test", "test_size", default="0.15", show_default=True, callback=lambda c, p, v: _size(v),
+              help="Held-out test products for the printed evaluation (0: train on them too).")
+@click.option("--text-fields", default="title,brand,category,description", show_default=True,
+              callback=lambda c, p, v: _fields(v),
+              help="Fields joined into a product's text; attribute names are allowed.")
+@click.option("--extra-view", "extra_views", multiple=True, callback=lambda c, p, v: tuple(_fields(x) for x in v),
+              help="Another text view of each product (e.g. 'title_zh'), also a positive for its images. Repeatable.")
+@click.option("--no-classifier", is_flag=True, help="Do not train the image category classifier.")
+@click.option("--threads", default=2, show_default=True)
+@click.option("--quiet", is_flag=True, help="Only the summary and evaluation, not every epoch.")
+def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_dir: Path | None, text_head: str,
+          image_head: str, dim: int, epochs_max: int, patience: int, batch_size: int, lr: float, seed: int,
+          val_size, test_size, text_fields, extra_views, no_classifier: bool, threads: int, quiet: bool) -> None:
+    """Train projection heads (and a category classifier) on CATALOG's image-text pairs.
+
+    Every product image and text is encoded once and cached, so retraining takes seconds.
+    Prints the evaluation on held-out products against an untrained head.
+    """
+    from models.manifest import ManifestError, default_models_dir, load_manifest
+    from models.training.classifier import ClassifierConfig
+    from models.training.models_manifest import record_heads
+    from models.training.pairs import NotEnoughPairs
+    from models.training.pipeline import PipelineConfig, run
+    from models.training.trainer import TrainConfig
+
+    models_dir = Path(models_dir or default_models_dir())
+    try:
+        load_manifest(models_dir)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
+    out_dir = Path(out_dir or models_dir / "heads")
+    cfg = PipelineConfig(
+        views=(text_fields, *extra_views), val=val_size, test=test_size,
+        train=TrainConfig(image_head=image_head, text_head=text_head, dim=dim, batch_size=batch_size, lr=lr,
+                          epochs_max=epochs_max, patience=patience, seed=seed, threads=threads),
+        classifier=None if no_classifier else ClassifierConfig(seed=seed, threads=threads),
+        split_seed=seed)
+
+    def log(msg: str) -> None:
+        if quiet and msg.startswith("  "):
+            return
+        click.echo(msg)
+
+    try:
+        manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=log)
+    except NotEnoughPairs as exc:
+        raise click.ClickException(f"refusing to train: {exc}") from None
+    recorded = record_heads(models_dir, out_dir, manifest)
+    if recorded:
+        click.echo(f"recorded the heads in {recorded}")

@@ -1,0 +1,199 @@
+"""Encode every product image and text once, and keep the features on disk.
+
+Feature extraction is the whole cost of training (the heads train in seconds), so features are
+cached by *content identity*: an image by its absolute path, size and modification time, a text
+by its exact string and kind ("query"/"passage"). The cache lives in one folder per model (named
+by a hash of the model's manifest entry), so vectors from another model build are never mixed
+in. Storage is one ``.npy`` matrix plus a JSON key list per kind, written atomically; loading a
+few thousand rows is instant and a rerun of ``cmsearch train`` re-encodes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def default_cache_dir() -> Path:
+    """$CMSEARCH_FEATURE_CACHE, else ~/.cache/cmsearch/features."""
+    env = os.environ.get("CMSEARCH_FEATURE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "cmsearch" / "features"
+
+
+def _model_key(entry: dict) -> str:
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def image_key(path: str) -> str:
+    """Identity of an image file: path + size + mtime (a changed file is re-encoded)."""
+    st = os.stat(path)
+    return hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def text_key(text: str, kind: str) -> str:
+    return hashlib.sha1(f"{kind}\0{text}".encode("utf-8")).hexdigest()
+
+
+class _Store:
+    """key -> row of a float32 matrix, persisted as <name>.npy + <name>.keys.json."""
+
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name = folder, name
+        self.keys: dict[str, int] = {}
+        self.matrix: np.ndarray | None = None
+        kp, mp = folder / f"{name}.keys.json", folder / f"{name}.npy"
+        if kp.is_file() and mp.is_file():
+            try:
+                keys = json.loads(kp.read_text())
+                mat = np.load(mp)
+                if len(keys) == len(mat):
+                    self.keys = {k: i for i, k in enumerate(keys)}
+                    self.matrix = mat
+            except (OSError, ValueError):  # a broken cache is rebuilt, never trusted
+                self.keys, self.matrix = {}, None
+
+    def get(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows found, boolean mask of found keys)."""
+        idx = np.array([self.keys.get(k, -1) for k in keys], dtype=np.int64)
+        found = idx >= 0
+        rows = self.matrix[idx[found]] if self.matrix is not None and found.any() else None
+        return rows, found
+
+    def add(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        if not len(keys):
+            return
+        rows = np.asarray(rows, dtype=np.float32)
+        start = 0 if self.matrix is None else len(self.matrix)
+        self.matrix = rows if self.matrix is None else np.concatenate([self.matrix, rows])
+        for i, k in enumerate(keys):
+            self.keys[k] = start + i
+
+    def save(self) -> None:
+        if self.matrix is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npy")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, self.matrix)
+        os.replace(tmp, self.folder / f"{self.name}.npy")
+        order = sorted(self.keys, key=self.keys.get)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(order, fh)
+        os.replace(tmp, self.folder / f"{self.name}.keys.json")
+
+
+@dataclass
+class ImageBatch:
+    """Features of the images that decoded; `ok[i]` is the input position of row i."""
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    ok: np.ndarray
+    errors: list[str] = field(default_factory=list)
+    encoded: int = 0        # how many were encoded now (the rest came from the cache)
+    seconds: float = 0.0
+
+
+class FeatureExtractor:
+    """The encoders of a models directory behind a feature cache.
+
+    Encoders are opened lazily, so a fully cached run does not even load the ONNX models.
+    """
+
+    def __init__(self, models_dir: str | Path, cache_dir: str | Path | None = None, threads: int = 2,
+                 log: Callable[[str], None] | None = None):
+        self.models_dir = Path(models_dir)
+        manifest = json.loads((self.models_dir / "manifest.json").read_text(encoding="utf-8"))
+        self.manifest = manifest
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._img = _Store(root / f"image-{_model_key(manifest['image'])}", "features")
+        self._logit = _Store(root / f"image-{_model_key(manifest['image'])}", "logits")
+        self._txt = _Store(root / f"text-{_model_key(manifest['text'])}", "vectors")
+        self.threads = threads
+        self.log = log or (lambda s: None)
+        self._image_encoder = None
+        self._text_encoder = None
+
+    @property
+    def image_encoder(self):
+        if self._image_encoder is None:
+            from models.image_encoder import ImageEncoder
+            self._image_encoder = ImageEncoder.from_dir(self.models_dir, threads=self.threads)
+        return self._image_encoder
+
+    @property
+    def text_encoder(self):
+        if self._text_encoder is None:
+            from models.text_encoder import TextEncoder
+            self._text_encoder = TextEncoder.from_dir(self.models_dir, threads=self.threads)
+        return self._text_encoder
+
+    @property
+    def image_labels(self) -> list[str]:
+        return list(self.image_encoder.labels)
+
+    def images(self, paths: Sequence[str], batch_size: int = 32, progress_every: int = 500) -> ImageBatch:
+        """Raw (unit-length) backbone features for image files; undecodable ones are reported."""
+        t0 = time.perf_counter()
+        keys, key_ok, errors = [], [], []
+        for i, p in enumerate(paths):
+            try:
+                keys.append(image_key(p))
+                key_ok.append(i)
+            except OSError as exc:
+                errors.append(f"{p}: {exc.strerror or exc}")
+        rows, found = self._img.get(keys)
+        todo = [i for i, f in enumerate(found) if not f]
+        if todo:
+            self.log(f"encoding {len(todo)} images ({len(keys) - len(todo)} cached) ...")
+            enc = self.image_encoder
+            new_keys, new_f, new_l = [], [], []
+            for s in range(0, len(todo), progress_every):
+                chunk = todo[s:s + progress_every]
+                res = enc.encode_many([paths[key_ok[i]] for i in chunk], batch_size=batch_size)
+                for err in res.errors:
+                    errors.append(str(err))
+                new_keys += [keys[chunk[j]] for j in res.ok]
+                new_f.append(res.features)
+                if res.logits is not None:
+                    new_l.append(res.logits)
+                done = s + len(chunk)
+                el = time.perf_counter() - t0
+                self.log(f"  {done}/{len(todo)} images, {done / max(el, 1e-9):.1f} img/s")
+            if new_keys:
+                self._img.add(new_keys, np.concatenate(new_f))
+                if new_l:
+                    self._logit.add(new_keys, np.concatenate(new_l))
+                self._img.save()
+                self._logit.save()
+        rows, found = self._img.get(keys)
+        ok = np.array([key_ok[i] for i in np.flatnonzero(found)], dtype=np.int64)
+        logits, lfound = self._logit.get(keys)
+        if logits is None or not np.array_equal(lfound, found):
+            logits = None
+        return ImageBatch(features=rows if rows is not None else np.zeros((0, 0), np.float32),
+                          logits=logits, ok=ok, errors=errors, encoded=len(todo),
+                          seconds=time.perf_counter() - t0)
+
+    def texts(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 32) -> np.ndarray:
+        """e5 vectors [n, 384] (unit length) for texts, as passages or as queries."""
+        keys = [text_key(t, kind) for t in texts]
+        _, found = self._txt.get(keys)
+        todo = sorted({k: t for k, t, f in zip(keys, texts, found) if not f}.items())
+        if todo:
+            t0 = time.perf_counter()
+            vecs = self.text_encoder.encode([t for _, t in todo], kind=kind, batch_size=batch_size)
+            self._txt.add([k for k, _ in todo], vecs)
+            self._txt.save()
+            self.log(f"encoded {len(todo)} {kind} texts in {time.perf_counter() - t0:.1f}s")
+        rows, found = self._txt.get(keys)
+        assert found.all()
+        return rows

@@ -1,0 +1,250 @@
+"""The whole `cmsearch train` run as one function: catalog -> features -> heads -> ONNX + report.
+
+Steps: read the catalog; refuse early if it has no local images or too few pairs; encode (or
+load from cache) every image and every text view; split products into train / validation / test;
+train the projection heads (early stopping on validation products) and the category classifier;
+evaluate on the test products, which neither training nor early stopping saw, against an
+untrained (randomly initialised) head of the same shape; write the ONNX heads and manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .catalog import DEFAULT_TEXT_FIELDS, TrainingProduct, read_catalog
+from .classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier
+from .export import write_heads
+from .features import FeatureExtractor
+from .metrics import normalize, retrieval_metrics
+from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
+from .trainer import TrainConfig, TrainResult, train_heads
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What to train on and how; the defaults are what `cmsearch train` uses."""
+
+    views: tuple[tuple[str, ...], ...] = (DEFAULT_TEXT_FIELDS,)   # text views per product
+    val: float | int = 0.1
+    test: float | int = 0.15
+    min_pairs: int = MIN_PAIRS
+    train: TrainConfig = TrainConfig()
+    classifier: ClassifierConfig | None = ClassifierConfig()
+    split_seed: int = 0
+
+
+@dataclass
+class Features:
+    """A catalog's pairs plus what extraction reported."""
+
+    data: PairData
+    view_texts: list[str]
+    image_errors: list[str] = field(default_factory=list)
+    image_seconds: float = 0.0
+    text_seconds: float = 0.0
+    images_encoded: int = 0
+
+
+def build_pairs(products: Sequence[TrainingProduct], extractor: FeatureExtractor,
+                views: Sequence[Sequence[str]] = (DEFAULT_TEXT_FIELDS,)) -> Features:
+    """Encode each product's images and text views (cached) into a PairData.
+
+    Empty views (e.g. a product without a Chinese title) are skipped; a product keeps at least
+    its first view, which is never empty because every record has a title.
+    """
+    paths, owners = [], []
+    for p_idx, p in enumerate(products):
+        for img in p.images:
+            paths.append(img)
+            owners.append(p_idx)
+    ib = extractor.images(paths)
+    texts, view_product = [], []
+    for p_idx, p in enumerate(products):
+        for v_i, fields in enumerate(views):
+            t = p.text(fields)
+            if t or v_i == 0:
+                texts.append(t or p.title)
+                view_product.append(p_idx)
+    t0 = time.perf_counter()
+    vecs = extractor.texts(texts, kind="passage") if texts else np.zeros((0, 0), np.float32)
+    t_text = time.perf_counter() - t0
+    owners_arr = np.asarray(owners, dtype=np.int64)
+    data = PairData(
+        image_features=ib.features if len(ib.ok) else np.zeros((0, 1), np.float32),
+        image_product=owners_arr[ib.ok] if len(ib.ok) else np.zeros(0, np.int64),
+        text_vectors=vecs, view_product=np.asarray(view_product, np.int64),
+        product_ids=[p.id for p in products], categories=[p.category for p in products],
+        image_keys=[paths[i] for i in ib.ok])
+    return Features(data, texts, ib.errors, ib.seconds, t_text, ib.encoded)
+
+
+def evaluate_split(image_vecs: np.ndarray, text_vecs: np.ndarray, data: PairData) -> dict:
+    """text->image (query: a product's text, relevant: its images; pool: all images of the split)
+    and image->text (query: an image, relevant: its product's text; pool: the split's products)."""
+    sim = text_vecs @ image_vecs.T
+    rel = np.arange(data.n_products)[:, None] == data.image_product[None, :]
+    keep = rel.any(axis=1)
+    return {"text_to_image": retrieval_metrics(sim[keep], rel[keep]),
+            "image_to_text": retrieval_metrics(sim.T, rel.T)}
+
+
+def project(result: TrainResult, image_features: np.ndarray, text_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Apply trained heads with numpy (same maths as the ONNX graphs; used in evaluation)."""
+    def run(params, x):
+        h = normalize(x)
+        for i, (w, b) in enumerate(params.layers):
+            h = h @ w.T + b
+            if i < len(params.layers) - 1:
+                h = _gelu(h)
+        return normalize(h)
+    return run(result.image_head, image_features), run(result.text_head, text_vectors)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from math import erf, sqrt
+    return (0.5 * x * (1.0 + np.vectorize(erf, otypes=[np.float32])(x / sqrt(2.0)))).astype(np.float32)
+
+
+def format_table(rows: list[tuple[str, dict]], cols: Sequence[str] = ("R@1", "R@5", "R@10", "MRR")) -> str:
+    """A fixed-width text table: one row per (label, metrics)."""
+    width = max([len(r[0]) for r in rows] + [10])
+    lines = [f"{'':<{width}}  " + "  ".join(f"{c:>6}" for c in cols) + "      n"]
+    for label, m in rows:
+        cells = "  ".join(f"{m[c]:6.3f}" if c in m and m[c] is not None else f"{'-':>6}" for c in cols)
+        lines.append(f"{label:<{width}}  {cells}  {m.get('n', ''):>5}")
+    return "\n".join(lines)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
+        cache_dir: str | Path | None = None, log: Log = print) -> dict:
+    """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval")."""
+    t_start = time.perf_counter()
+    catalog = Path(catalog)
+    products, report = read_catalog(catalog)
+    with_images = [p for p in products if p.images]
+    n_local = sum(len(p.images) for p in products)
+    log(f"catalog {catalog}: {report.records} records, {len(products)} products, "
+        f"{len(with_images)} with local images ({n_local} images)")
+    # Refuse before spending minutes on feature extraction when the answer is already no.
+    check_pairs(n_local, len(with_images), n_records=report.records, image_urls=report.image_urls,
+                missing_images=report.missing_images, min_pairs=cfg.min_pairs)
+    extractor = FeatureExtractor(models_dir, cache_dir, threads=cfg.train.threads, log=log)
+    feats = build_pairs(products, extractor, cfg.views)
+    data = feats.data
+    log(f"features: {data.n_pairs} image-text pairs, {len(feats.view_texts)} text views; "
+        f"images {feats.image_seconds:.1f}s ({feats.images_encoded} encoded now), texts {feats.text_seconds:.1f}s")
+    for e in feats.image_errors[:5]:
+        log(f"  image skipped: {e}")
+    check_pairs(data.n_pairs, len(data.products_with_images()), n_records=report.records,
+                image_urls=report.image_urls, missing_images=report.missing_images,
+                failed_images=len(feats.image_errors), min_pairs=cfg.min_pairs)
+
+    split = split_products(data.products_with_images(), val=cfg.val, test=cfg.test, seed=cfg.split_seed)
+    train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+    log(f"split (products): {split.sizes()}; pairs train={train.n_pairs} val={val.n_pairs} test={test.n_pairs}")
+    result = train_heads(train, val if val.n_pairs else None, cfg.train,
+                         log=lambda s: log("  " + s) if s else None)
+    log(f"heads: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s, "
+        f"temperature {1 / np.exp(result.logit_scale):.4f}")
+    cls = None
+    if cfg.classifier is not None:
+        cls = train_classifier(train, val if val.n_pairs else None, cfg.classifier)
+        if cls is None:
+            log("classifier: skipped (fewer than 2 categories among training products)")
+        else:
+            log(f"classifier: {len(cls.categories)} categories, best epoch {cls.best_epoch}, {cls.seconds:.1f}s")
+
+    evaluation = evaluate(result, cls, test if test.n_pairs else val, cfg,
+                          "test" if test.n_pairs else "validation", log)
+    metadata = {
+        "training": {
+            "catalog": str(catalog.resolve()), "catalog_sha256": _sha256(catalog),
+            "views": [list(v) for v in cfg.views], "pairs": data.n_pairs, "products": data.n_products,
+            "split": split.sizes(), "split_seed": cfg.split_seed,
+            "split_products": {"val": [data.product_ids[i] for i in split.val],
+                               "test": [data.product_ids[i] for i in split.test]},
+            "config": result.config, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+            "seconds": round(result.seconds, 2), "history": result.history,
+            "classifier": None if cls is None else {"config": cls.config, "best_epoch": cls.best_epoch,
+                                                    "epochs_run": cls.epochs_run, "seconds": round(cls.seconds, 2)},
+            "feature_seconds": {"images": round(feats.image_seconds, 2), "texts": round(feats.text_seconds, 2),
+                                "images_encoded": feats.images_encoded},
+            "image_errors": len(feats.image_errors),
+        },
+        "eval": evaluation,
+        "backbones": {"text": _model_summary(extractor.manifest.get("text", {})),
+                      "image": _model_summary(extractor.manifest.get("image", {}))},
+    }
+    manifest = write_heads(out_dir, image_head=result.image_head, text_head=result.text_head,
+                           image_feature_dim=data.image_features.shape[1], text_dim=data.text_vectors.shape[1],
+                           classifier=None if cls is None else cls.params,
+                           categories=None if cls is None else cls.categories,
+                           logit_scale=result.logit_scale, metadata=metadata)
+    log(f"wrote heads to {out_dir} (shared dim {manifest['spaces']['shared']['dim']}) "
+        f"in {time.perf_counter() - t_start:.1f}s total")
+    return manifest
+
+
+def _model_summary(entry: dict) -> dict:
+    keep = ("name", "dim", "default_variant")
+    return {k: entry.get(k) for k in keep if k in entry}
+
+
+def evaluate(result: TrainResult, cls, data: PairData, cfg: PipelineConfig, split_name: str, log: Log) -> dict:
+    """Trained heads vs an untrained head of the same shape, on held-out products; + classifier."""
+    baseline = train_heads(data, None, replace(cfg.train, epochs_max=0))  # random init, no steps
+    text = data.first_view()
+    rows, out = [], {"split": split_name}
+    for name, res in (("untrained head", baseline), ("trained heads", result)):
+        iv, tv = project(res, data.image_features, text)
+        m = evaluate_split(iv, tv, data)
+        out[name] = m
+        rows.append((f"{name}: text->image", m["text_to_image"]))
+        rows.append((f"{name}: image->text", m["image_to_text"]))
+    log(f"\nretrieval on {split_name} products (query: product text view 1; pool: the split's "
+        f"{data.n_pairs} images / {data.n_products} products)")
+    log(format_table(rows))
+    if cls is not None:
+        probs = _softmax_apply(cls.params, data.image_features)
+        _, labels = leaf_labels(data, cls.categories)
+        leaf = topk_accuracy(probs, labels)
+        top_names = sorted({c.split(" > ")[0] for c in cls.categories})
+        col = np.array([top_names.index(c.split(" > ")[0]) for c in cls.categories])
+        tprobs = np.zeros((len(probs), len(top_names)))
+        np.add.at(tprobs.T, col, probs.T)
+        tl = np.array([top_names.index(data.categories[p][0]) if data.categories[p] and
+                       data.categories[p][0] in top_names else -1 for p in data.image_product])
+        top = topk_accuracy(tprobs, tl)
+        out["classifier"] = {"leaf": leaf, "top": top, "classes": len(cls.categories)}
+        log(f"\ncategory classifier on {split_name} images ({len(cls.categories)} leaf categories): "
+            f"leaf top1={leaf['top1']:.3f} top5={leaf['top5']:.3f}; "
+            f"top level top1={top['top1']:.3f} top5={top['top5']:.3f} (n={leaf['n']})")
+    return out
+
+
+def _softmax_apply(params, x: np.ndarray) -> np.ndarray:
+    h = normalize(x).astype(np.float64)
+    for w, b in params.layers:
+        h = h @ w.T + b
+    h = h - h.max(axis=1, keepdims=True)
+    e = np.exp(h)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+__all__ = ["PipelineConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project",
+           "format_table", "run"]
