@@ -49,7 +49,8 @@ def _size(value: str) -> float | int:
 @click.option("--extra-view", "extra_views", multiple=True, callback=lambda c, p, v: tuple(_fields(x) for x in v),
               help="Another text view of each product (e.g. 'title_zh'), also a positive for its images. Repeatable.")
 @click.option("--no-classifier", is_flag=True, help="Do not train the image category classifier.")
-@click.option("--threads", default=2, show_default=True)
+@click.option("--threads", default=2, show_default=True,
+              help="Encoder threads for feature extraction (head training itself uses one thread).")
 @click.option("--quiet", is_flag=True, help="Only the summary and evaluation, not every epoch.")
 def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_dir: Path | None, text_head: str,
           image_head: str, dim: int, epochs_max: int, patience: int, batch_size: int, lr: float, seed: int,
@@ -75,8 +76,8 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
     cfg = PipelineConfig(
         views=(text_fields, *extra_views), val=val_size, test=test_size,
         train=TrainConfig(image_head=image_head, text_head=text_head, dim=dim, batch_size=batch_size, lr=lr,
-                          epochs_max=epochs_max, patience=patience, seed=seed, threads=threads),
-        classifier=None if no_classifier else ClassifierConfig(seed=seed, threads=threads),
+                          epochs_max=epochs_max, patience=patience, seed=seed),
+        classifier=None if no_classifier else ClassifierConfig(seed=seed),
         split_seed=seed)
 
     def log(msg: str) -> None:
@@ -85,7 +86,7 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
         click.echo(msg)
 
     try:
-        manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=log)
+        manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=log, encoder_threads=threads)
     except NotEnoughPairs as exc:
         raise click.ClickException(f"refusing to train: {exc}") from None
     recorded = record_heads(models_dir, out_dir, manifest)

@@ -36,6 +36,7 @@ import numpy as np
 from opensearchpy import OpenSearch
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
+from engine.client import redact_urls
 from mappings import fields as F
 
 from .bulk import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS, BulkOp, BulkOutcome, BulkWriter, get_refresh_interval,
@@ -181,9 +182,13 @@ def _read_kind(reason: str) -> str:
 
 
 def _image_label(source: str) -> str:
-    """What ``images.url`` stores: the source, except that big data: URIs are not copied into the index."""
-    if source_kind(source) == "data" and len(source) > MAX_STORED_DATA_URI:
+    """What ``images.url`` stores: the source, except that big data: URIs are not copied into the
+    index and credentials in a URL (``https://user:pass@host/...``) never reach search results."""
+    kind = source_kind(source)
+    if kind == "data" and len(source) > MAX_STORED_DATA_URI:
         return source.split(",", 1)[0] + f",... ({len(source)} characters, not stored)"
+    if kind == "http":
+        return redact_urls(source)
     return source
 
 
@@ -277,13 +282,14 @@ class Ingestor:
     def run(self) -> IngestReport:
         t0 = time.perf_counter()
         o = self.o
-        with self.times.measure("survey", 0):
-            sv = survey(self.catalog, limits=o.limits)
-        self.times.items["survey"] = sv.records
         rejects: RejectsWriter | None = None
         cp: Checkpoint | None = None
+        sv: Survey | None = None
         resumed_line = resumed_read = 0
         try:
+            with self.times.measure("survey", 0):
+                sv = survey(self.catalog, limits=o.limits)
+            self.times.items["survey"] = sv.records
             index_existed = False
             if not o.dry_run:
                 index_existed = self._prepare_index()
@@ -353,7 +359,8 @@ class Ingestor:
                                                                   f"{self.redact(str(exc))}"), report) from exc
             raise
         finally:
-            sv.close()
+            if sv is not None:
+                sv.close()
             if rejects is not None:
                 rejects.close()
             if self._progress is not None:
@@ -542,8 +549,6 @@ class Ingestor:
         except Exception as exc:  # noqa: BLE001 - any failure of one image is that image's problem
             self.times.add("decode", time.perf_counter() - t1)
             return ImageResult(source, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            data = None
         self.times.add("decode", time.perf_counter() - t1)
         text = ""
         if self.o.ocr:
@@ -656,14 +661,12 @@ class Ingestor:
                     flush()
                 return
             t = time.perf_counter()
-            n = 0
             for it in batch.items:
                 if it.status == WRITE and not o.dry_run:
                     it.op = self._op(it)
                     it.doc = it.fields = None
                     ops.append(it.op)
                     size += it.op.size
-                    n += 1
                 pending.append(it)
             self.times.add("bulk", time.perf_counter() - t, 0)
             if not ops or len(ops) >= o.bulk_docs or size >= o.bulk_bytes or len(pending) >= 4 * o.bulk_docs:

@@ -126,7 +126,7 @@ class IngestReport:
                      f"{self.products_per_second:,.1f} products/s")
         if self.bulk_retries:
             lines.append(f"  bulk requests retried: {self.bulk_retries}")
-        if c.rejected and self.rejects_path:
+        if (c.rejected or c.images_dropped) and self.rejects_path:
             lines.append(f"\nrejects: {self.rejects_path}")
         for n in self.notes:
             lines.append(f"note: {n}")

@@ -37,6 +37,9 @@ pytestmark = pytest.mark.engine
 
 DOCS = [("p1", "红色沙发", ""), ("p2", "蓝色沙发", ""), ("p3", "木椅子", "红色沙发搭配"), ("p4", "台灯", ""),
         ("p5", "办公桌", "")]
+# text vectors for the dense test: unit axes e0..e7, p2 between p1 and p3
+E = [[1.0 if i == j else 0.0 for i in range(8)] for j in range(8)]
+TEXT_VECTORS = {"p1": E[0], "p2": [0.8, 0.6, 0, 0, 0, 0, 0, 0], "p3": E[1], "p4": E[2], "p5": E[3]}
 NDCG_Q1 = 2 / (2 + 1 / math.log2(3))
 EXPECTED = {"ndcg@10": (NDCG_Q1 + 1 + 0) / 3, "recall@10": (0.5 + 1 + 0) / 3, "recall@100": (0.5 + 1 + 0) / 3,
             "mrr": (1 + 1 + 0) / 3}
@@ -53,6 +56,7 @@ def catalog(os_client):
         body = {F.ID: pid, F.TITLE: tok.field_text(title), F.TITLE_RAW: title}
         if desc:
             body[F.DESCRIPTION] = tok.field_text(desc)
+        body[F.TEXT_VECTOR] = TEXT_VECTORS[pid]
         os_client.index(index=name, id=pid, body=body)
     os_client.indices.refresh(index=name)
     yield name
@@ -61,8 +65,10 @@ def catalog(os_client):
 
 @pytest.fixture
 def judged(tmp_path):
+    from PIL import Image
+
     photo = tmp_path / "q4.png"
-    photo.write_bytes(b"\x89PNG\r\n\x1a\n not decoded: no encoders run")
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(photo)
     return JudgmentSet("tiny", (
         JudgedQuery("q1", "红色 沙发", None, {"p1": 2, "p2": 1}),
         JudgedQuery("q2", "台灯", None, {"p4": 1}),
@@ -173,3 +179,42 @@ def test_cli_tune_writes_a_loadable_profile(catalog, judged, tmp_path, local_eng
     assert res.exit_code == 0, res.output
     assert "held-out" in res.output and "1 judged query(ies) the profile cannot search" in res.output
     assert load_profile(out).name == "lex_tuned"
+
+
+class TableTextEncoder:
+    """Stands in for the e5 model: a fixed vector per query text, so the k-NN order is known."""
+
+    VECTORS = {"红色 沙发": E[0], "台灯": E[2], "椅子": [0, 0.8, 0, 0.6, 0, 0, 0, 0], "沙发": E[0]}
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, texts, kind="query"):
+        import numpy as np
+
+        assert kind == "query"
+        self.calls += len(texts)
+        return np.asarray([self.VECTORS[t] for t in texts], dtype=np.float32)
+
+
+def test_dense_profile_on_the_live_index_and_one_encoding_per_query(os_client, catalog, judged):
+    """dense_text runs text_knn against text_vector (cosine):
+
+    q1 e0 -> p1 (1.0), p2 (0.8), rest 0: ideal order -> nDCG 1, recall 1, MRR 1
+    q2 e2 -> p4 first                                 -> 1, 1, 1
+    q3 0.8 e1 + 0.6 e3 -> p3 (0.8), p5 (0.6), p2 (0.48): p5 second -> nDCG 1/log2 3, recall 1, MRR 1/2
+    q4 the photo: no image encoder, no photo vector   -> not applicable
+    """
+    from query_builder import Encoders
+
+    text = TableTextEncoder()
+    factory = SearchFactory(os_client, catalog, Encoders(text=text))
+    run = run_profiles(judged, {"dense_text": factory("dense_text"), "bm25": factory("bm25")}, DEFAULT_METRICS)
+    q3 = next(r for r in run.for_profile("dense_text") if r.query_id == "q3")
+    assert q3.top[:3] == ("p3", "p5", "p2")
+    s = run.summaries["dense_text"]
+    assert (s.queries, s.not_applicable) == (3, 1)
+    assert s.means == pytest.approx({"ndcg@10": (1 + 1 + 1 / math.log2(3)) / 3, "recall@10": 1.0, "recall@100": 1.0,
+                                     "mrr": (1 + 1 + 0.5) / 3})
+    assert run.summaries["bm25"].means == pytest.approx(EXPECTED)    # encoders change nothing for bm25
+    assert text.calls == 3        # q1..q3 encoded once, shared by both profiles (q5 is unjudged, never searched)

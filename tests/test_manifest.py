@@ -6,7 +6,6 @@ exporters are exercised by tests/test_image_encoder.py (and the text encoder's t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

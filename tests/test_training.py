@@ -22,7 +22,7 @@ from models.training.pairs import NotEnoughPairs, PairData, check_pairs, split_p
 from models.training.pipeline import evaluate_split, project  # noqa: E402
 from models.training.trainer import TrainConfig, multi_positive_infonce, train_heads  # noqa: E402
 
-FAST = TrainConfig(epochs_max=40, patience=4, batch_size=128, threads=2)
+FAST = TrainConfig(epochs_max=40, patience=4, batch_size=128)
 
 
 def synthetic_pairs(n_products=400, images_per_product=2, noise=6.0, seed=0, n_cats=6) -> PairData:

@@ -33,7 +33,7 @@ class ClassifierConfig:
     epochs_max: int = 200
     patience: int = 10
     seed: int = 0
-    threads: int = 2
+    threads: int = 1   # see TrainConfig.threads
 
 
 @dataclass

@@ -28,7 +28,18 @@ def default_cache_dir() -> Path:
 
 
 def _model_key(entry: dict) -> str:
-    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What decides a model's vectors: the weights file actually used and its pre-processing.
+
+    Build metadata (timings, parity notes) is left out, so rebuilding identical weights keeps
+    the cache; a different default variant (fp32 vs int8) or preprocessing starts a new one.
+    """
+    variant = entry.get("default_variant")
+    weights = (entry.get("variants") or {}).get(variant, {}).get("sha256") or entry.get("onnx_sha256")
+    ident = {"weights": weights, "variant": variant,
+             **{k: entry.get(k) for k in ("preprocess", "prefixes", "max_tokens", "pooling", "normalize")}}
+    if not weights:  # unknown layout: fall back to the whole entry
+        ident = entry
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def image_key(path: str) -> str:
@@ -155,25 +166,20 @@ class FeatureExtractor:
         if todo:
             self.log(f"encoding {len(todo)} images ({len(keys) - len(todo)} cached) ...")
             enc = self.image_encoder
-            new_keys, new_f, new_l = [], [], []
             for s in range(0, len(todo), progress_every):
                 chunk = todo[s:s + progress_every]
                 res = enc.encode_many([paths[key_ok[i]] for i in chunk], batch_size=batch_size)
-                for err in res.errors:
-                    errors.append(str(err))
-                new_keys += [keys[chunk[j]] for j in res.ok]
-                new_f.append(res.features)
-                if res.logits is not None:
-                    new_l.append(res.logits)
+                errors += [str(err) for err in res.errors]
+                new_keys = [keys[chunk[j]] for j in res.ok]
+                if new_keys:  # saved per chunk: an interrupted run keeps what it encoded
+                    self._img.add(new_keys, res.features)
+                    if res.logits is not None:
+                        self._logit.add(new_keys, res.logits)
+                    self._img.save()
+                    self._logit.save()
                 done = s + len(chunk)
                 el = time.perf_counter() - t0
                 self.log(f"  {done}/{len(todo)} images, {done / max(el, 1e-9):.1f} img/s")
-            if new_keys:
-                self._img.add(new_keys, np.concatenate(new_f))
-                if new_l:
-                    self._logit.add(new_keys, np.concatenate(new_l))
-                self._img.save()
-                self._logit.save()
         rows, found = self._img.get(keys)
         ok = np.array([key_ok[i] for i in np.flatnonzero(found)], dtype=np.int64)
         logits, lfound = self._logit.get(keys)

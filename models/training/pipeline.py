@@ -95,21 +95,30 @@ def evaluate_split(image_vecs: np.ndarray, text_vecs: np.ndarray, data: PairData
             "image_to_text": retrieval_metrics(sim.T, rel.T)}
 
 
+def apply_head(params, x: np.ndarray) -> np.ndarray:
+    """A trained head with numpy (the same maths as its ONNX graph): unit vectors out."""
+    h = normalize(x)
+    for i, (w, b) in enumerate(params.layers):
+        h = h @ w.T + b
+        if i < len(params.layers) - 1:
+            h = _gelu(h)
+    return normalize(h)
+
+
 def project(result: TrainResult, image_features: np.ndarray, text_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply trained heads with numpy (same maths as the ONNX graphs; used in evaluation)."""
-    def run(params, x):
-        h = normalize(x)
-        for i, (w, b) in enumerate(params.layers):
-            h = h @ w.T + b
-            if i < len(params.layers) - 1:
-                h = _gelu(h)
-        return normalize(h)
-    return run(result.image_head, image_features), run(result.text_head, text_vectors)
+    """(projected images, projected texts) with both trained heads."""
+    return apply_head(result.image_head, image_features), apply_head(result.text_head, text_vectors)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz-Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf, and this is only evaluation."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-x * x)
+    return np.sign(x) * y
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from math import erf, sqrt
-    return (0.5 * x * (1.0 + np.vectorize(erf, otypes=[np.float32])(x / sqrt(2.0)))).astype(np.float32)
+    return (0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))).astype(np.float32)
 
 
 def format_table(rows: list[tuple[str, dict]], cols: Sequence[str] = ("R@1", "R@5", "R@10", "MRR")) -> str:
@@ -131,7 +140,7 @@ def _sha256(path: Path) -> str:
 
 
 def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
-        cache_dir: str | Path | None = None, log: Log = print) -> dict:
+        cache_dir: str | Path | None = None, log: Log = print, encoder_threads: int = 2) -> dict:
     """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval")."""
     t_start = time.perf_counter()
     catalog = Path(catalog)
@@ -143,7 +152,7 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
     # Refuse before spending minutes on feature extraction when the answer is already no.
     check_pairs(n_local, len(with_images), n_records=report.records, image_urls=report.image_urls,
                 missing_images=report.missing_images, min_pairs=cfg.min_pairs)
-    extractor = FeatureExtractor(models_dir, cache_dir, threads=cfg.train.threads, log=log)
+    extractor = FeatureExtractor(models_dir, cache_dir, threads=encoder_threads, log=log)
     feats = build_pairs(products, extractor, cfg.views)
     data = feats.data
     log(f"features: {data.n_pairs} image-text pairs, {len(feats.view_texts)} text views; "
@@ -246,5 +255,5 @@ def _softmax_apply(params, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["PipelineConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project",
+__all__ = ["PipelineConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project", "apply_head",
            "format_table", "run"]
