@@ -54,7 +54,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", type=Path, default=_models_dir())
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--texts", type=int, default=128, help="texts encoded per batch-32 run")
+    ap.add_argument("--single", type=int, default=32, help="texts encoded one by one per batch-1 run")
     args = ap.parse_args()
 
     import torch
@@ -79,13 +81,13 @@ def main() -> None:
 
     torch_fp32._forward = torch_forward
 
-    texts = parity_texts(256)
+    texts = parity_texts(max(args.texts, args.single))
     tokens = np.mean([len(x) for x in onnx_fp32.token_ids(texts)])
     rows = {"torch eager fp32": torch_fp32, "ONNX fp32": onnx_fp32, "ONNX int8": onnx_int8}
-    res = {name: {b: _throughput(enc, texts if b > 1 else texts[:64], b, args.repeats) for b in (1, 32)}
-           for name, enc in rows.items()}
+    res = {name: {1: _throughput(enc, texts[:args.single], 1, args.repeats),
+                  32: _throughput(enc, texts[:args.texts], 32, args.repeats)} for name, enc in rows.items()}
 
-    print(f"text encoder {entry['name']}: texts/s, {len(texts)} product texts (mean {tokens:.1f} tokens), "
+    print(f"text encoder {entry['name']}: texts/s, product texts (mean {tokens:.1f} tokens), "
           f"threads={args.threads}, best of {args.repeats}, load avg {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(f"{'':22}{'batch 1':>10}{'batch 32':>10}")

@@ -6,6 +6,7 @@ import click
 from . import cmd_engine, cmd_index, cmd_models
 from . import cmd_ingest
 from . import cmd_eval
+from . import cmd_search
 
 
 @click.group()
@@ -18,6 +19,7 @@ cli.add_command(cmd_engine.engine)
 cli.add_command(cmd_index.index)
 cli.add_command(cmd_models.models)
 cli.add_command(cmd_ingest.ingest)
+cli.add_command(cmd_search.search)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)

@@ -234,6 +234,8 @@ class Ingestor:
         self.times = StageTimes()
         self.counts = Counts()
         self.notes: list[str] = []
+        self._notes_lock = threading.Lock()
+        self._notes_dropped = 0
         self._stop = threading.Event()
         self._failure: BaseException | None = None
         self._index_had_docs = False
@@ -556,7 +558,7 @@ class Ingestor:
             try:
                 text = self.ocr.read(img)
             except Exception as exc:  # noqa: BLE001 - OCR failing must not lose the product
-                self.notes.append(f"OCR failed on {_short_source(source)}: {type(exc).__name__}: {exc}")
+                self._note(f"OCR failed on {_short_source(source)}: {type(exc).__name__}: {exc}")
             self.times.add("ocr", time.perf_counter() - t2)
         return ImageResult(source, pixels=pixels, ocr_text=text)
 
@@ -737,6 +739,19 @@ class Ingestor:
         self.client.indices.refresh(index=self.o.index)
         self.counts.deleted += deleted
         self.times.add("bulk", time.perf_counter() - t, deleted)
+
+    def _note(self, msg: str, limit: int = 20) -> None:
+        """A note for the summary; past ``limit`` only counted, so a long load's memory stays flat."""
+        with self._notes_lock:
+            if len(self.notes) < limit:
+                self.notes.append(msg)
+            else:
+                self._notes_dropped += 1
+                more = f"... and {self._notes_dropped} more notes like these"
+                if self.notes[-1].startswith("... and "):
+                    self.notes[-1] = more
+                else:
+                    self.notes.append(more)
 
     def _note_delete_failures(self, failures: list[BulkOutcome]) -> None:
         for f in failures[:5]:

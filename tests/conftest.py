@@ -6,6 +6,7 @@ test session and stopped at the end; its JVM also exits if this Python process d
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -24,9 +25,14 @@ def local_engine():
     from engine import LocalEngine
 
     eng = LocalEngine(state_dir=_engine_dir(), heap="1g")
+    private = eng.url() is not None
+    if private:  # another test session owns that node: run our own beside it, never stop theirs
+        eng = LocalEngine(state_dir=eng.state_dir.with_name(f"{eng.state_dir.name}-{os.getpid()}"), heap="1g")
     eng.start(exit_with_parent=True, timeout=300)
     yield eng
     eng.stop()
+    if private:
+        shutil.rmtree(eng.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -149,11 +150,16 @@ def imagenet_labels() -> list[str]:
 
 # ----------------------------------------------------------------------------- ONNX
 def export_onnx(wrapped, path: Path) -> None:
-    """fp32 ONNX with a dynamic batch axis (legacy TorchScript exporter: no onnxscript needed)."""
+    """fp32 ONNX with a dynamic batch axis.
+
+    The TorchScript exporter (``dynamo=False``) is used on purpose: the dynamo exporter needs
+    ``onnxscript``, which the export extra does not install, and this graph has no control flow.
+    """
     import torch
 
     dummy = torch.zeros(2, 3, PREPROCESS["center_crop"], PREPROCESS["center_crop"])
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose
         torch.onnx.export(
             wrapped, (dummy,), str(path), dynamo=False, opset_version=OPSET,
             input_names=["pixel_values"], output_names=["feature", "logits"],
