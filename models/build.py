@@ -137,8 +137,10 @@ def build_models(out_dir: str | Path | None = None, force: bool = False,
         previous = manifest
         manifest = new_manifest(text, image)
         if previous and previous.get("heads") and _same_models(previous, manifest):
-            # Identical encoders (a forced rebuild is deterministic): heads trained on them still fit.
+            # Identical encoders (a forced rebuild is deterministic): heads trained on them still
+            # fit, and so does the shared space they defined (models.training.models_manifest).
             manifest["heads"] = previous["heads"]
+            manifest["spaces"]["shared"] = previous["spaces"]["shared"]
         manifest["build"] = {"recipe": RECIPE, "seconds": round(time.perf_counter() - started, 1),
                              "python": platform.python_version(), "onnxruntime": _version("onnxruntime"),
                              "torch": _version("torch"), "torchvision": _version("torchvision"),

