@@ -7,6 +7,7 @@ from . import cmd_engine, cmd_index, cmd_models
 from . import cmd_ingest
 from . import cmd_eval
 from . import cmd_search
+from . import cmd_demo
 
 
 @click.group()
@@ -20,6 +21,7 @@ cli.add_command(cmd_index.index)
 cli.add_command(cmd_models.models)
 cli.add_command(cmd_ingest.ingest)
 cli.add_command(cmd_search.search)
+cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)

@@ -1,0 +1,206 @@
+"""The end-to-end demo: models → engine → catalog → alignment → ingest → searches → evaluation.
+
+Every step reuses what an earlier run built (the model manifest, the running node, the catalog,
+heads trained on the same catalog, products unchanged since the last load), so a rerun takes
+seconds.  Each step is the library call the matching `cmsearch` command makes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from demo.fashion_catalog import CLASSES, build_catalog
+
+Log = Callable[[str], None]
+INDEX = "cmsearch-demo"
+EVAL_PROFILES = ("bm25", "dense_text", "image", "hybrid_minmax", "hybrid_rrf", "hybrid_minmax_noboost")
+
+
+@dataclass
+class DemoConfig:
+    work_dir: Path
+    models_dir: Path | None = None
+    url: str | None = None          # a user's cluster; default: the local node
+    index: str = INDEX
+    per_class: int = 200
+    photo_queries_per_class: int = 5
+    seed: int = 7
+
+
+@dataclass
+class DemoTimes:
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def step(self, name: str, t0: float) -> None:
+        self.steps[name] = round(time.perf_counter() - t0, 1)
+
+
+def _banner(log: Log, text: str) -> None:
+    log(f"\n== {text}")
+
+
+def _catalog(cfg: DemoConfig, log: Log) -> dict:
+    out = cfg.work_dir / "catalog"
+    stamp = out / "BUILT.json"
+    want = {"per_class": cfg.per_class, "queries_per_class": cfg.photo_queries_per_class, "seed": cfg.seed}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        log(f"catalog: reusing {out}")
+        return {"catalog": out / "catalog.jsonl", "queries": out / "queries.jsonl", "aliases": out / "aliases.json"}
+    built = build_catalog(out, per_class=cfg.per_class, queries_per_class=cfg.photo_queries_per_class, seed=cfg.seed)
+    stamp.write_text(json.dumps(want))
+    log(f"catalog: {built['products']} products with photos and bilingual titles in {out}")
+    return built
+
+
+def _heads(catalog: Path, models_dir: Path, heads_dir: Path, log: Log) -> None:
+    from models.heads import HeadsError, Heads
+    from models.training.pipeline import run as train
+    from models.training.pipeline import _sha256 as sha256
+
+    try:
+        h = Heads.load(heads_dir)
+        if h.manifest.get("training", {}).get("catalog_sha256") == sha256(catalog):
+            log(f"heads: reusing {heads_dir} (trained on this catalog)")
+            return
+    except HeadsError:
+        pass
+    train(catalog, models_dir, heads_dir, cache_dir=heads_dir.parent / "feature-cache", log=log)
+
+
+def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: Path, heads_dir: Path, log: Log):
+    from analysis import AliasTable
+    from plugin_ingest.encode import ModelEncoders
+    from plugin_ingest.pipeline import IngestOptions, Ingestor
+
+    encoders = ModelEncoders.load(models_dir, heads_dir)
+    options = IngestOptions(index=cfg.index, create=True, aliases=AliasTable.load(aliases), progress=False,
+                            rejects_path=cfg.work_dir / "rejects.jsonl",
+                            checkpoint_path=cfg.work_dir / f"{cfg.index}.checkpoint.json")
+    report = Ingestor(catalog, options, client=client, encoders=encoders, log=log).run()
+    log(report.table())
+    return report
+
+
+def _show(result, log: Log, n: int = 5) -> None:
+    for i, hit in enumerate(result.hits[:n], 1):
+        log(f"  {i}. {hit.title[:44]:44}  {hit.brand or '':10} {(hit.category or '')[:16]:16} {hit.score:.4f}")
+    if not result.hits:
+        log("  (no results)")
+    for note in result.notes:
+        log(f"  note: {note}")
+
+
+def _examples(searcher, queries_file: Path, log: Log) -> None:
+    from query_builder import Filters, QueryImage, SearchRequest
+
+    photos = [json.loads(line) for line in queries_file.read_text(encoding="utf-8").splitlines()]
+    base = queries_file.parent
+    bag = next(q for q in photos if q["label"] == 8)
+    coat = next(q for q in photos if q["label"] == 4)
+    examples = [
+        ("Chinese text: 深色连衣裙", SearchRequest(text="深色连衣裙")),
+        ("English text: light sneakers", SearchRequest(text="light sneakers")),
+        (f"a photo ({bag['image']}, a bag from the test split)",
+         SearchRequest(images=(QueryImage.from_path(base / bag["image"]),))),
+        (f"photo + text: 北风 + {coat['image']} (a coat)",
+         SearchRequest(text="北风", images=(QueryImage.from_path(base / coat["image"]),))),
+        ("brand filter: 外套 with brand=summit", SearchRequest(text="外套", filters=Filters(brand=("summit",)))),
+    ]
+    for title, req in examples:
+        _banner(log, f"search — {title}  [hybrid_minmax]")
+        _show(searcher.search(req), log)
+
+
+def judgments(catalog: Path, queries_file: Path):
+    """Judged queries over the demo catalog: relevance is the product's class (from its photo label).
+
+    Photo queries are test-split photos the catalog never saw (grade 1 for every product of the same
+    class); text queries name a class in Chinese or English (grade 1), and with a brand (grade 2 for
+    that brand's products of the class, 1 for the other products of the class).
+    """
+    from evaluation.judgments import JudgedQuery, JudgmentSet
+
+    by_class: dict[int, list[dict]] = {}
+    for line in catalog.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        by_class.setdefault(int(rec["id"].split("-")[1]), []).append(rec)
+    queries = []
+    for cls in CLASSES:
+        members = by_class.get(cls.label, [])
+        grades = {r["id"]: 1 for r in members}
+        queries.append(JudgedQuery(id=f"zh-{cls.label}", text=cls.zh, grades=grades))
+        queries.append(JudgedQuery(id=f"en-{cls.label}", text=cls.en, grades=grades))
+        brand = members[0]["brand"] if members else None
+        if brand:
+            zh_brand = members[0]["title"].split()[0]
+            queries.append(JudgedQuery(id=f"brand-{cls.label}", text=f"{zh_brand} {cls.zh}",
+                                       grades={r["id"]: (2 if r["brand"] == brand else 1) for r in members}))
+    for line in queries_file.read_text(encoding="utf-8").splitlines():
+        q = json.loads(line)
+        queries.append(JudgedQuery(id=q["id"], image=queries_file.parent / q["image"],
+                                   grades={r["id"]: 1 for r in by_class.get(q["label"], [])}))
+    return JudgmentSet("fashion-demo", tuple(queries))
+
+
+def run_demo(cfg: DemoConfig, log: Log = print) -> dict:
+    from engine import LocalEngine
+    from engine.client import ConnectionSettings
+    from evaluation.runner import format_table, run_profiles
+    from evaluation.search_adapter import SearchFactory
+    from models.build import build_models
+    from models.manifest import default_models_dir
+    from query_builder import encoders_from_dir
+
+    times = DemoTimes()
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    models_dir = Path(cfg.models_dir or default_models_dir())
+    heads_dir = cfg.work_dir / "heads"
+
+    _banner(log, "1/6 models (registry-shipped weights → ONNX)")
+    t0 = time.perf_counter()
+    build_models(models_dir, progress=log)
+    times.step("models", t0)
+
+    _banner(log, "2/6 engine")
+    t0 = time.perf_counter()
+    url = cfg.url or LocalEngine().start(progress=log)
+    conn = ConnectionSettings.resolve(url)
+    client = conn.client()
+    log(f"OpenSearch {client.info()['version']['number']} at {conn.url}")
+    times.step("engine", t0)
+
+    _banner(log, "3/6 demo catalog (Fashion-MNIST photos, bilingual titles, brands, category tree)")
+    t0 = time.perf_counter()
+    built = _catalog(cfg, log)
+    times.step("catalog", t0)
+
+    _banner(log, "4/6 alignment: projection heads + category classifier trained on the catalog")
+    t0 = time.perf_counter()
+    _heads(built["catalog"], models_dir, heads_dir, log)
+    times.step("train", t0)
+
+    _banner(log, f"5/6 ingest into {cfg.index}")
+    t0 = time.perf_counter()
+    _ingest(cfg, client, built["catalog"], built["aliases"], models_dir, heads_dir, log)
+    times.step("ingest", t0)
+
+    _banner(log, "6/6 searches and evaluation")
+    t0 = time.perf_counter()
+    from analysis import AliasTable
+
+    from query_builder import Searcher
+
+    encoders = encoders_from_dir(models_dir, heads_dir)
+    aliases = AliasTable.load(built["aliases"])
+    _examples(Searcher(client, "hybrid_minmax", encoders, index=cfg.index, aliases=aliases), built["queries"], log)
+    factory = SearchFactory(client, cfg.index, encoders, aliases=aliases)
+    jset = judgments(built["catalog"], built["queries"])
+    run = run_profiles(jset, factory.profiles(list(EVAL_PROFILES)))
+    _banner(log, f"evaluation on {len(jset)} judged queries (text zh/en, brand + category, unseen photos)")
+    log(format_table(run))
+    times.step("search+eval", t0)
+    log("\nstep times (s): " + ", ".join(f"{k} {v}" for k, v in times.steps.items()))
+    return {"times": times.steps, "eval": {p: s.means for p, s in run.summaries.items()}}
