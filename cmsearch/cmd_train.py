@@ -32,7 +32,8 @@ def _size(value: str) -> float | int:
               help="Feature cache (default: $CMSEARCH_FEATURE_CACHE or ~/.cache/cmsearch/features).")
 @click.option("--text-head", type=click.Choice(["identity", "linear", "mlp"]), default="identity", show_default=True,
               help="identity keeps the e5 text space as the shared space (text search keeps e5 quality).")
-@click.option("--image-head", type=click.Choice(["linear", "mlp"]), default="linear", show_default=True)
+@click.option("--image-head", type=click.Choice(["linear", "mlp"]), default="mlp", show_default=True,
+              help="2-layer MLP (default) or linear image head.")
 @click.option("--dim", default=256, show_default=True, help="Shared dim when the text head is trained.")
 @click.option("--epochs-max", default=200, show_default=True, help="Upper bound; early stopping usually ends far sooner.")
 @click.option("--patience", default=10, show_default=True, help="Epochs without validation gain before stopping.")
@@ -46,21 +47,24 @@ def _size(value: str) -> float | int:
 @click.option("--text-fields", default="title,brand,category,description", show_default=True,
               callback=lambda c, p, v: _fields(v),
               help="Fields joined into a product's text; attribute names are allowed.")
-@click.option("--extra-view", "extra_views", multiple=True, callback=lambda c, p, v: tuple(_fields(x) for x in v),
-              help="Another text view of each product (e.g. 'title_zh'), also a positive for its images. Repeatable.")
+@click.option("--extra-view", "extra_views", multiple=True, default=("title", "description"), show_default=True,
+              callback=lambda c, p, v: tuple(_fields(x) for x in v),
+              help="Another text view of each product (fields joined), also a positive for its images. "
+                   "Repeatable; giving any replaces the defaults.")
+@click.option("--no-extra-views", is_flag=True, help="Train on the --text-fields view only.")
 @click.option("--no-classifier", is_flag=True, help="Do not train the image category classifier.")
 @click.option("--threads", default=2, show_default=True,
               help="Encoder threads for feature extraction (head training itself uses one thread).")
 @click.option("--quiet", is_flag=True, help="Only the summary and evaluation, not every epoch.")
 def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_dir: Path | None, text_head: str,
           image_head: str, dim: int, epochs_max: int, patience: int, batch_size: int, lr: float, seed: int,
-          val_size, test_size, text_fields, extra_views, no_classifier: bool, threads: int, quiet: bool) -> None:
+          val_size, test_size, text_fields, extra_views, no_extra_views: bool, no_classifier: bool, threads: int, quiet: bool) -> None:
     """Train projection heads (and a category classifier) on CATALOG's image-text pairs.
 
     Every product image and text is encoded once and cached, so retraining takes seconds.
     Prints the evaluation on held-out products against an untrained head.
     """
-    from models.manifest import ManifestError, default_models_dir, load_manifest
+    from models.manifest import ManifestError, default_models_dir
     from models.training.classifier import ClassifierConfig
     from models.training.models_manifest import record_heads
     from models.training.pairs import NotEnoughPairs
@@ -68,13 +72,9 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
     from models.training.trainer import TrainConfig
 
     models_dir = Path(models_dir or default_models_dir())
-    try:
-        load_manifest(models_dir)
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from None
     out_dir = Path(out_dir or models_dir / "heads")
     cfg = PipelineConfig(
-        views=(text_fields, *extra_views), val=val_size, test=test_size,
+        views=(text_fields,) if no_extra_views else (text_fields, *extra_views), val=val_size, test=test_size,
         train=TrainConfig(image_head=image_head, text_head=text_head, dim=dim, batch_size=batch_size, lr=lr,
                           epochs_max=epochs_max, patience=patience, seed=seed),
         classifier=None if no_classifier else ClassifierConfig(seed=seed),
@@ -89,6 +89,8 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
         manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=log, encoder_threads=threads)
     except NotEnoughPairs as exc:
         raise click.ClickException(f"refusing to train: {exc}") from None
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
     recorded = record_heads(models_dir, out_dir, manifest)
     if recorded:
         click.echo(f"recorded the heads in {recorded}")

@@ -16,6 +16,8 @@ from demo.fashion_catalog import CLASSES, build_catalog
 
 Log = Callable[[str], None]
 INDEX = "cmsearch-demo"
+# every class has per_class relevant products, so recall@10 is capped at 10/per_class: precision instead
+METRICS_NAMES = ("ndcg@10", "precision@10", "mrr")
 EVAL_PROFILES = ("bm25", "dense_text", "image", "hybrid_minmax", "hybrid_rrf", "hybrid_minmax_noboost")
 
 
@@ -115,11 +117,14 @@ def _examples(searcher, queries_file: Path, log: Log) -> None:
 
 
 def judgments(catalog: Path, queries_file: Path):
-    """Judged queries over the demo catalog: relevance is the product's class (from its photo label).
+    """Judged queries over the demo catalog, as two sets: text queries and photo queries.
 
-    Photo queries are test-split photos the catalog never saw (grade 1 for every product of the same
-    class); text queries name a class in Chinese or English (grade 1), and with a brand (grade 2 for
-    that brand's products of the class, 1 for the other products of the class).
+    Relevance is the product's class (from its photo's label).  Text queries name a class in
+    Chinese or English (grade 1 for every product of the class), or a brand and a class (grade 2
+    for that brand's products of the class, 1 for the rest of the class).  Photo queries are
+    test-split photos the catalog never saw (grade 1 for every product of the same class).  The
+    sets are kept apart so that profiles that cannot read one kind of query (BM25 and photos)
+    are compared on the same queries as the others.
     """
     from evaluation.judgments import JudgedQuery, JudgmentSet
 
@@ -127,27 +132,28 @@ def judgments(catalog: Path, queries_file: Path):
     for line in catalog.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
         by_class.setdefault(int(rec["id"].split("-")[1]), []).append(rec)
-    queries = []
+    text = []
     for cls in CLASSES:
         members = by_class.get(cls.label, [])
         grades = {r["id"]: 1 for r in members}
-        queries.append(JudgedQuery(id=f"zh-{cls.label}", text=cls.zh, grades=grades))
-        queries.append(JudgedQuery(id=f"en-{cls.label}", text=cls.en, grades=grades))
-        brand = members[0]["brand"] if members else None
-        if brand:
-            zh_brand = members[0]["title"].split()[0]
-            queries.append(JudgedQuery(id=f"brand-{cls.label}", text=f"{zh_brand} {cls.zh}",
-                                       grades={r["id"]: (2 if r["brand"] == brand else 1) for r in members}))
+        text.append(JudgedQuery(id=f"zh-{cls.label}", text=cls.zh, grades=grades))
+        text.append(JudgedQuery(id=f"en-{cls.label}", text=cls.en, grades=grades))
+        if members:
+            brand, zh_brand = members[0]["brand"], members[0]["title"].split()[0]
+            text.append(JudgedQuery(id=f"brand-{cls.label}", text=f"{zh_brand} {cls.zh}",
+                                    grades={r["id"]: (2 if r["brand"] == brand else 1) for r in members}))
+    photos = []
     for line in queries_file.read_text(encoding="utf-8").splitlines():
         q = json.loads(line)
-        queries.append(JudgedQuery(id=q["id"], image=queries_file.parent / q["image"],
-                                   grades={r["id"]: 1 for r in by_class.get(q["label"], [])}))
-    return JudgmentSet("fashion-demo", tuple(queries))
+        photos.append(JudgedQuery(id=q["id"], image=queries_file.parent / q["image"],
+                                  grades={r["id"]: 1 for r in by_class.get(q["label"], [])}))
+    return JudgmentSet("fashion-demo-text", tuple(text)), JudgmentSet("fashion-demo-photo", tuple(photos))
 
 
 def run_demo(cfg: DemoConfig, log: Log = print) -> dict:
     from engine import LocalEngine
     from engine.client import ConnectionSettings
+    from evaluation.metrics import parse_metrics
     from evaluation.runner import format_table, run_profiles
     from evaluation.search_adapter import SearchFactory
     from models.build import build_models
@@ -197,10 +203,15 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> dict:
     aliases = AliasTable.load(built["aliases"])
     _examples(Searcher(client, "hybrid_minmax", encoders, index=cfg.index, aliases=aliases), built["queries"], log)
     factory = SearchFactory(client, cfg.index, encoders, aliases=aliases)
-    jset = judgments(built["catalog"], built["queries"])
-    run = run_profiles(jset, factory.profiles(list(EVAL_PROFILES)))
-    _banner(log, f"evaluation on {len(jset)} judged queries (text zh/en, brand + category, unseen photos)")
-    log(format_table(run))
+    metrics = parse_metrics(METRICS_NAMES)
+    searches = factory.profiles(list(EVAL_PROFILES))
+    evaluation = {}
+    for jset in judgments(built["catalog"], built["queries"]):
+        run = run_profiles(jset, searches, metrics)
+        _banner(log, f"evaluation: {jset.name}, {len(jset)} judged queries (a profile that cannot read "
+                     "a query is counted as skipped)")
+        log(format_table(run))
+        evaluation[jset.name] = {p: dict(s.means) for p, s in run.summaries.items()}
     times.step("search+eval", t0)
     log("\nstep times (s): " + ", ".join(f"{k} {v}" for k, v in times.steps.items()))
-    return {"times": times.steps, "eval": {p: s.means for p, s in run.summaries.items()}}
+    return {"times": times.steps, "eval": evaluation}

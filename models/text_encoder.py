@@ -69,15 +69,14 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], kind: str = "passage", batch_size: int = 32) -> np.ndarray:
         """float32 [len(texts), dim], rows L2-normalised, in input order.
 
-        Texts are sorted by token length before batching so each batch pads to similar
-        lengths (much less wasted attention work on mixed short titles / long descriptions).
+        Texts are sorted by token length and batched (at most ``batch_size`` each) so a batch
+        pads to similar lengths: a few 512-token descriptions do not make every short
+        title in their batch cost 512 tokens of attention and matmuls.
         """
         ids = self.token_ids(texts, kind)
         out = np.zeros((len(ids), self._dim), np.float32)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        for start in range(0, len(order), max(1, int(batch_size))):
-            rows = order[start:start + batch_size]
-            width = max(len(ids[i]) for i in rows)
+        for rows in _length_batches([len(x) for x in ids], max(1, int(batch_size))):
+            width = len(ids[rows[-1]])
             batch = np.full((len(rows), width), self._pad_id, np.int64)
             mask = np.zeros((len(rows), width), np.int64)
             for r, i in enumerate(rows):
@@ -102,6 +101,21 @@ class TextEncoder:
             return self.prefixes[kind]
         except KeyError:
             raise ValueError(f"kind must be one of {sorted(self.prefixes)}, not {kind!r}") from None
+
+
+def _length_batches(lengths: list[int], batch_size: int, free: int = 32) -> list[list[int]]:
+    """Indices in ascending length, cut into batches of at most ``batch_size``.
+
+    A batch also closes before a text more than twice as long as the batch's first one
+    (lengths up to ``2 * free`` tokens always share), so padding stays under half a batch.
+    """
+    batches: list[list[int]] = []
+    for i in np.argsort(lengths, kind="stable").tolist():
+        if batches and len(batches[-1]) < batch_size and lengths[i] <= 2 * max(lengths[batches[-1][0]], free):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _as_list(texts: Sequence[str]) -> list[str]:

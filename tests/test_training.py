@@ -247,3 +247,14 @@ def test_real_ikea_subset_trains_heads_that_beat_untrained(shared_data, tmp_path
     heads = Heads.load(tmp_path / "heads")
     assert heads.dim == 384 and heads.has_classifier
     assert any("retrieval on test products" in s for s in lines)
+
+
+def test_cli_refuses_a_catalog_without_images(tmp_path):
+    from click.testing import CliRunner
+
+    from cmsearch.cli import cli
+
+    cat = write_catalog(tmp_path, [{"id": i, "title": f"product {i}"} for i in range(100)])
+    result = CliRunner().invoke(cli, ["train", str(cat), "--models", str(tmp_path / "models")])
+    assert result.exit_code != 0
+    assert "refusing to train" in result.output and "no usable image-text pairs" in result.output

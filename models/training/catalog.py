@@ -42,10 +42,10 @@ class TrainingProduct:
                 value = " > ".join(self.category)
             elif name in ("title", "description", "brand"):
                 value = getattr(self, name)
-            else:
+            else:  # any attribute, e.g. "title_zh"; lists are joined with commas
                 value = self.attributes.get(name, "")
-                value = value if isinstance(value, str) else ", ".join(map(str, value)) \
-                    if isinstance(value, (list, tuple)) else str(value)
+                if isinstance(value, (list, tuple)):
+                    value = ", ".join(map(str, value))
             value = " ".join(str(value).split())
             if value:
                 parts.append(value.rstrip("."))

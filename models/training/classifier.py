@@ -26,7 +26,7 @@ SEP = " > "
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-3
     label_smoothing: float = 0.1
     batch_size: int = 256

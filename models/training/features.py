@@ -121,8 +121,10 @@ class FeatureExtractor:
 
     def __init__(self, models_dir: str | Path, cache_dir: str | Path | None = None, threads: int = 2,
                  log: Callable[[str], None] | None = None):
+        from models.manifest import load_manifest  # ManifestError with a clear message if absent
+
         self.models_dir = Path(models_dir)
-        manifest = json.loads((self.models_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = load_manifest(self.models_dir)
         self.manifest = manifest
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         self._img = _Store(root / f"image-{_model_key(manifest['image'])}", "features")

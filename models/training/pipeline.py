@@ -25,13 +25,18 @@ from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
 from .trainer import TrainConfig, TrainResult, train_heads
 
 Log = Callable[[str], None]
+DEFAULT_VIEWS = (DEFAULT_TEXT_FIELDS, ("title",), ("description",))
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     """What to train on and how; the defaults are what `cmsearch train` uses."""
 
-    views: tuple[tuple[str, ...], ...] = (DEFAULT_TEXT_FIELDS,)   # text views per product
+    # Text views per product, all positives for its images: the full text, the title alone and
+    # the description alone. Queries are short (a title-like "white chair") or long (a description);
+    # on IKEA the extra views raised description->image R@10 from 0.46 to 0.54 and Chinese P@10
+    # from 0.42 to 0.46 at equal "type, color" recall (identity text head, MLP image head).
+    views: tuple[tuple[str, ...], ...] = DEFAULT_VIEWS
     val: float | int = 0.1
     test: float | int = 0.15
     min_pairs: int = MIN_PAIRS
@@ -53,7 +58,7 @@ class Features:
 
 
 def build_pairs(products: Sequence[TrainingProduct], extractor: FeatureExtractor,
-                views: Sequence[Sequence[str]] = (DEFAULT_TEXT_FIELDS,)) -> Features:
+                views: Sequence[Sequence[str]] = DEFAULT_VIEWS) -> Features:
     """Encode each product's images and text views (cached) into a PairData.
 
     Empty views (e.g. a product without a Chinese title) are skipped; a product keeps at least

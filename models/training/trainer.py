@@ -37,7 +37,7 @@ HEAD_KINDS = ("identity", "linear", "mlp")
 class TrainConfig:
     """Hyper-parameters of the alignment heads; recorded verbatim in the heads manifest."""
 
-    image_head: str = "linear"      # linear | mlp
+    image_head: str = "mlp"         # mlp | linear (IKEA, 2 seeds: MLP +0.03 R@10 text->image, +0.06 zh P@10)
     text_head: str = "identity"     # identity | linear | mlp
     dim: int = 256                  # shared dim when the text head is trained (else = text dim)
     hidden: int = 1024              # MLP hidden width
