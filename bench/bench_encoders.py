@@ -53,8 +53,6 @@ def _rate(run_batch, items, batch: int, repeats: int) -> float:
 
 
 def _photos(n: int) -> tuple[list[bytes], str]:
-    from PIL import Image
-
     if GROCERY.is_dir():
         lines = [ln.split(",")[0].strip() for ln in (GROCERY / "test.txt").read_text().splitlines() if ln.strip()]
         paths = random.Random(0).sample(lines, n)
@@ -69,7 +67,7 @@ def _photos(n: int) -> tuple[list[bytes], str]:
 
 
 _MEMORY_PROBE = r"""
-import json, resource, sys, numpy as np
+import json, sys, numpy as np
 from models.image_encoder import ImageEncoder
 from models.text_encoder import TextEncoder
 from models.manifest import load_manifest
@@ -83,7 +81,9 @@ from PIL import Image
 imgs = [Image.fromarray(rng.integers(0, 255, (348, 348, 3), dtype=np.uint8)) for _ in range(32)]
 img.encode(imgs, batch_size=32)
 txt.encode(["a product title with a few words, 中文也有"] * 32, kind="passage", batch_size=32)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork+exec.
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_mb": hwm / 1024,
                   "image": img.variant, "text": txt.variant, "torch_loaded": "torch" in sys.modules}))
 """
 

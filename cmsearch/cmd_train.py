@@ -80,13 +80,9 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
         classifier=None if no_classifier else ClassifierConfig(seed=seed),
         split_seed=seed)
 
-    def log(msg: str) -> None:
-        if quiet and msg.startswith("  "):
-            return
-        click.echo(msg)
-
     try:
-        manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=log, encoder_threads=threads)
+        manifest = run(catalog, models_dir, out_dir, cfg, cache_dir=cache_dir, log=click.echo,
+                       encoder_threads=threads, epoch_log=(lambda s: None) if quiet else click.echo)
     except NotEnoughPairs as exc:
         raise click.ClickException(f"refusing to train: {exc}") from None
     except ManifestError as exc:

@@ -95,6 +95,8 @@ def _export(module, args, path: Path, inputs, outputs, dynamic) -> None:
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter on purpose (no onnxscript)
+        # Shape checks traced as constants are fine: every export is compared with torch below.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
                           output_names=outputs, dynamic_axes=dynamic)
 

@@ -350,8 +350,13 @@ def parity_texts(n: int = 200, seed: int = 20240601) -> list[str]:
     ]
     out: list[str] = []
     seen: set[str] = set()
+    attempts = 0
     while len(out) < n:
-        text = makers[len(out) % len(makers)]()
+        # rotate by attempt, not by output length: a maker that ran out of unique texts is skipped
+        text = makers[attempts % len(makers)]()
+        attempts += 1
+        if attempts > 50 * n:
+            raise ValueError(f"cannot make {n} distinct parity texts (got {len(out)})")
         if text not in seen:
             seen.add(text)
             out.append(text)

@@ -145,8 +145,13 @@ def _sha256(path: Path) -> str:
 
 
 def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
-        cache_dir: str | Path | None = None, log: Log = print, encoder_threads: int = 2) -> dict:
-    """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval")."""
+        cache_dir: str | Path | None = None, log: Log = print, encoder_threads: int = 2,
+        epoch_log: Log | None = None) -> dict:
+    """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval").
+
+    ``log`` gets the summary and evaluation; ``epoch_log`` (default: ``log``) one line per epoch.
+    """
+    epoch_log = log if epoch_log is None else epoch_log
     t_start = time.perf_counter()
     catalog = Path(catalog)
     products, report = read_catalog(catalog)
@@ -172,7 +177,7 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
     train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
     log(f"split (products): {split.sizes()}; pairs train={train.n_pairs} val={val.n_pairs} test={test.n_pairs}")
     result = train_heads(train, val if val.n_pairs else None, cfg.train,
-                         log=lambda s: log("  " + s) if s else None)
+                         log=lambda s: epoch_log("  " + s))
     log(f"heads: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s, "
         f"temperature {1 / np.exp(result.logit_scale):.4f}")
     cls = None
@@ -230,8 +235,9 @@ def evaluate(result: TrainResult, cls, data: PairData, cfg: PipelineConfig, spli
         out[name] = m
         rows.append((f"{name}: text->image", m["text_to_image"]))
         rows.append((f"{name}: image->text", m["image_to_text"]))
+    note = "" if split_name == "test" else "; these products also chose the early-stopping epoch, so this is optimistic"
     log(f"\nretrieval on {split_name} products (query: product text view 1; pool: the split's "
-        f"{data.n_pairs} images / {data.n_products} products)")
+        f"{data.n_pairs} images / {data.n_products} products{note})")
     log(format_table(rows))
     if cls is not None:
         probs = _softmax_apply(cls.params, data.image_features)
@@ -244,10 +250,12 @@ def evaluate(result: TrainResult, cls, data: PairData, cfg: PipelineConfig, spli
         tl = np.array([top_names.index(data.categories[p][0]) if data.categories[p] and
                        data.categories[p][0] in top_names else -1 for p in data.image_product])
         top = topk_accuracy(tprobs, tl)
-        out["classifier"] = {"leaf": leaf, "top": top, "classes": len(cls.categories)}
+        seen = float(np.mean(labels >= 0)) if len(labels) else 0.0
+        out["classifier"] = {"leaf": leaf, "top": top, "classes": len(cls.categories), "leaf_seen_in_training": seen}
         log(f"\ncategory classifier on {split_name} images ({len(cls.categories)} leaf categories): "
             f"leaf top1={leaf['top1']:.3f} top5={leaf['top5']:.3f}; "
-            f"top level top1={top['top1']:.3f} top5={top['top5']:.3f} (n={leaf['n']})")
+            f"top level top1={top['top1']:.3f} top5={top['top5']:.3f} (n={leaf['n']}; "
+            f"{seen:.0%} of them have a leaf category seen in training, the others cannot be right at leaf level)")
     return out
 
 
