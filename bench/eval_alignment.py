@@ -34,7 +34,7 @@ import make_catalogs as mc  # noqa: E402
 from models.training.catalog import read_catalog  # noqa: E402
 from models.training.classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier  # noqa: E402
 from models.training.features import FeatureExtractor  # noqa: E402
-from models.training.metrics import group_relevance, normalize, retrieval_metrics  # noqa: E402
+from models.training.metrics import normalize, retrieval_metrics  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
 from models.training.pipeline import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
 from models.training.trainer import TrainConfig, train_heads  # noqa: E402
@@ -100,7 +100,7 @@ def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], resu
             log(f"  {name}: best epoch {res.best_epoch}/{res.epochs_run}, {res.seconds:.1f}s "
                 f"({tr.n_pairs} train pairs), val t2i R@10 {res.best_val['text_to_image']['R@10']:.3f}")
     # queries on the 400 held-out products
-    res0, te = trained[("bilingual", DEFAULT)]
+    _, te = trained[("bilingual", DEFAULT)]
     tc = [p.attributes["type"] + (f", {p.attributes['color']}" if p.attributes["color"] else "")
           for p in (by_id[i] for i in te.product_ids)]
     desc = [by_id[i].description or by_id[i].title for i in te.product_ids]

@@ -370,6 +370,8 @@ class Ingestor:
         return self._report(t0, rejects, resumed_line, resumed_read)
 
     def _interrupted_message(self, what: str) -> str:
+        if self.o.dry_run:
+            return f"dry run {what} after {self.counts.read} records (a dry run keeps no checkpoint)."
         cp = self.checkpoint_store.load()
         where = f"after line {cp.line}" if cp and cp.line else "from the start"
         return (f"load {what}; {self.counts.read} records settled. Run the same command again to continue "

@@ -516,3 +516,75 @@ def test_ocr_text_from_product_photo(os_client, fresh_index, tmp_path):
     assert "oatly" in os_client.get(index=index, id="oat")["_source"][F.OCR_TEXT].split()
     assert report.times.items["ocr"] == 1 and report.times.seconds["ocr"] > 0
     assert "ocr" in report.table()          # its cost per image is in the summary
+
+
+# ---------------------------------------------------------------- a real Ctrl-C
+_CHILD = r"""
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from pathlib import Path
+from engine.client import ConnectionSettings
+from plugin_ingest.pipeline import IngestInterrupted, IngestOptions, Ingestor
+from test_ingest_e2e import HashEncoders
+catalog, index, url, work = sys.argv[2:6]
+opts = IngestOptions(index=index, create=True, batch_size=2, bulk_docs=2, progress=False,
+                     checkpoint_path=Path(work) / "ckpt.json", rejects_path=Path(work) / "rejects.jsonl")
+try:
+    r = Ingestor(catalog, opts, client=ConnectionSettings.resolve(url).client(), encoders=HashEncoders()).run()
+    print("DONE", r.counts.read, r.counts.indexed, r.counts.unchanged, r.resumed_from_line)
+except IngestInterrupted as exc:
+    print("INTERRUPTED", exc)
+    sys.exit(130)
+"""
+
+
+class _SlowImages(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        time.sleep(0.15)
+        body = _png_bytes((int(self.path.strip("/").split(".")[0]) % 255, 10, 10))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_the_rerun_finishes(local_engine, os_client, fresh_index, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImages)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}"
+        path = _catalog(tmp_path / "c.jsonl", [{"id": f"s{i}", "title": f"slow {i}", "images": [f"{base}/{i}.png"]}
+                                               for i in range(60)])
+        index = fresh_index("ingest-sigint")
+        repo = str(Path(__file__).resolve().parents[1])
+        cmd = [sys.executable, "-c", _CHILD, repo, str(path), index, local_engine.url(), str(tmp_path)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ckpt = tmp_path / "ckpt.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and json.loads(ckpt.read_text() or "{}").get("line", 0) >= 6:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, out + err
+        assert "INTERRUPTED load interrupted" in out and "Run the same command again" in out
+        stopped_at = json.loads(ckpt.read_text())["line"]
+        assert 6 <= stopped_at < 60
+        settings = os_client.indices.get_settings(index=index)[index]["settings"]["index"]
+        assert settings["refresh_interval"] == "1s"                 # restored on the way out
+
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout
+        read, indexed, unchanged, resumed = map(int, out.split("DONE")[1].split())
+        assert resumed == stopped_at and read == 60 and indexed + unchanged == 60
+        assert _count(os_client, index) == 60 and not ckpt.exists()
+    finally:
+        srv.shutdown()

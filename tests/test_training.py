@@ -258,3 +258,43 @@ def test_cli_refuses_a_catalog_without_images(tmp_path):
     result = CliRunner().invoke(cli, ["train", str(cat), "--models", str(tmp_path / "models")])
     assert result.exit_code != 0
     assert "refusing to train" in result.output and "no usable image-text pairs" in result.output
+
+
+# --------------------------------------------------------------------------- glossaries / catalogs
+def _make_catalogs():
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import make_catalogs
+    return make_catalogs
+
+
+def test_colour_glossary_composes_chinese_colours():
+    mc = _make_catalogs()
+    assert mc.color_zh("White") == "白色"
+    assert mc.color_zh("Nolhaga dark grey") == "深灰色"          # series name dropped, modifier kept
+    assert mc.color_zh("White stained oak effect") == "白色染色橡木纹"
+    assert mc.color_zh("Softwood,white") == "软木、白色"
+    assert mc.base_colors("Black-brown, stainless steel") == {"black", "brown"}
+
+
+def test_glossaries_cover_the_development_data(shared_data):
+    mc = _make_catalogs()
+    ikea = mc.ikea_records(shared_data)
+    assert len(ikea) == 2191 and all(" / " in r["title"] for r in ikea)
+    assert all(r["attributes"]["type_zh"] for r in ikea)
+    grocery = mc.grocery_records(shared_data, shelf_photos=True)
+    assert len(grocery) == 81 and sum(len(r["images"]) for r in grocery) == 81 + 2640
+    oat = next(r for r in grocery if r["id"] == "Oatly-Oat-Milk")
+    assert oat["title"] == "Oatly 燕麦奶 / Oatly Oat Milk" and oat["brand"] == "Oatly"
+    assert oat["category"] == ["Packages", "Oat Milk", "Oatly Oat Milk"]
+    split = mc.ikea_split(ikea)
+    assert len(split["test"]) == 400 and not set(split["test"]) & set(split["train"])
+    zh = mc.zh_queries(ikea, split["test"])
+    assert len(zh) >= 40 and all(q["relevant"] for q in zh)
+
+
+def test_refusal_messages_name_the_causes():
+    with pytest.raises(NotEnoughPairs, match=r"only 30 .*\(30 records; 3 image files not found\)"):
+        check_pairs(30, 30, n_records=30, missing_images=3)
+    with pytest.raises(NotEnoughPairs, match=r"only 30 .*\(30 records\)\. Add product photos"):
+        check_pairs(30, 30, n_records=30)

@@ -15,6 +15,7 @@ Modules, in the order data flows through them:
 - :mod:`.export`    heads and classifier -> small ONNX graphs + the heads manifest
 - :mod:`.metrics`   recall@k / precision@k / MRR on similarity matrices (numpy)
 - :mod:`.pipeline`  the whole `cmsearch train` run as one function
+- :mod:`.models_manifest` record the heads in the models manifest (``heads`` slot)
 
 Only this package imports torch; the run-time side (:mod:`models.heads`) needs onnxruntime only.
 """

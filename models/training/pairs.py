@@ -144,13 +144,14 @@ def check_pairs(n_pairs: int, n_products_with_images: int, *, n_records: int,
         why.append(f"{missing_images} image files not found")
     if failed_images:
         why.append(f"{failed_images} images could not be decoded")
-    detail = ("; ".join(why)) if why else "no record lists an image"
     if n_pairs == 0:
+        detail = "; ".join(why) if why else "no record lists an image"
         raise NotEnoughPairs(
             f"the catalog has no usable image-text pairs ({n_records} records; {detail}). "
             "Text-image alignment needs product photos.")
     if n_pairs < min_pairs:
+        detail = f"; {'; '.join(why)}" if why else ""
         raise NotEnoughPairs(
             f"the catalog gives only {n_pairs} image-text pairs from {n_products_with_images} "
             f"products; at least {min_pairs} are needed for heads that generalise "
-            f"({n_records} records; {detail}).")
+            f"({n_records} records{detail}). Add product photos or products.")

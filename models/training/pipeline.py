@@ -176,6 +176,9 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
     split = split_products(data.products_with_images(), val=cfg.val, test=cfg.test, seed=cfg.split_seed)
     train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
     log(f"split (products): {split.sizes()}; pairs train={train.n_pairs} val={val.n_pairs} test={test.n_pairs}")
+    if not val.n_pairs:
+        log(f"warning: no validation products, so no early stopping: training runs all "
+            f"{cfg.train.epochs_max} epochs and will likely over-fit (use --val, or a small --epochs-max)")
     result = train_heads(train, val if val.n_pairs else None, cfg.train,
                          log=lambda s: epoch_log("  " + s))
     log(f"heads: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s, "
