@@ -60,7 +60,7 @@ def _catalog(cfg: DemoConfig, log: Log) -> dict:
 def _heads(catalog: Path, models_dir: Path, heads_dir: Path, log: Log) -> None:
     from models.heads import HeadsError, Heads
     from models.training.pipeline import run as train
-    from models.training.pipeline import _sha256 as sha256
+    from models.manifest import sha256_file as sha256
 
     try:
         h = Heads.load(heads_dir)

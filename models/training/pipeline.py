@@ -8,7 +8,6 @@ untrained (randomly initialised) head of the same shape; write the ONNX heads an
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from .features import FeatureExtractor
 from .metrics import normalize, retrieval_metrics
 from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
 from .trainer import TrainConfig, TrainResult, train_heads
+from ..manifest import sha256_file
 
 Log = Callable[[str], None]
 DEFAULT_VIEWS = (DEFAULT_TEXT_FIELDS, ("title",), ("description",))
@@ -136,12 +136,6 @@ def format_table(rows: list[tuple[str, dict]], cols: Sequence[str] = ("R@1", "R@
     return "\n".join(lines)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
@@ -195,7 +189,7 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
                           "test" if test.n_pairs else "validation", log)
     metadata = {
         "training": {
-            "catalog": str(catalog.resolve()), "catalog_sha256": _sha256(catalog),
+            "catalog": str(catalog.resolve()), "catalog_sha256": sha256_file(catalog),
             "views": [list(v) for v in cfg.views], "pairs": data.n_pairs, "products": data.n_products,
             "split": split.sizes(), "split_seed": cfg.split_seed,
             "split_products": {"val": [data.product_ids[i] for i in split.val],
