@@ -188,18 +188,6 @@ def test_early_stopping_stops_and_restores_the_best_epoch():
     assert res.best_val["score"] > scores[-1]
 
 
-def test_training_10000_pairs_is_fast():
-    import time
-    d = synthetic_pairs(n_products=5000, images_per_product=2, seed=2)
-    d = PairData(np.tile(d.image_features, (1, 5)), d.image_product, np.tile(d.text_vectors, (1, 6)),
-                 d.view_product, d.product_ids, d.categories)  # real dims: 1280 / 384
-    sp = split_products(d.products_with_images(), val=300, test=0, seed=0)
-    t0 = time.perf_counter()
-    res = train_heads(d.subset(sp.train), d.subset(sp.val), replace(FAST, epochs_max=20, patience=100))
-    per_epoch = (time.perf_counter() - t0) / res.epochs_run
-    assert per_epoch * 40 < 120, f"{per_epoch:.2f}s per epoch over ~9,400 pairs"
-
-
 # --------------------------------------------------------------------------- classifier
 def test_classifier_learns_categories_and_is_reproducible(data, split):
     tr, va, te = data.subset(split.train), data.subset(split.val), data.subset(split.test)
