@@ -139,6 +139,27 @@ def test_image_tower_matches_torch_through_image_encoder(exported):
     assert d_emb <= TOL and d_feat <= TOL
 
 
+def test_projection_heads_give_the_towers_own_embedding(exported):
+    """Ingest and queries reach CLIP's shared space through heads: feature -> visual_projection."""
+    kind, _src, out, manifest = exported
+    from PIL import Image
+
+    from models.heads import Heads
+    from query_builder import encoders_from_dir
+
+    rng = np.random.default_rng(1)
+    imgs = [Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)) for _ in range(3)]
+    enc = ImageEncoder(out, manifest["image"], threads=1)
+    heads = Heads.load(out / "heads")
+    via_heads = heads.project_image(enc.encode(imgs, output="feature"))
+    direct = enc.encode(imgs, output="embedding")
+    diff = float(np.abs(via_heads - direct).max())
+    print(f"\n{kind}: feature -> projection head vs image_embeds max |diff| {diff:.2e}")
+    assert diff <= TOL and heads.text_head_is_identity and heads.dim == manifest["spaces"]["shared"]["dim"]
+    encoders = encoders_from_dir(out)
+    assert encoders.problems == () and encoders.project_image is not None
+
+
 def test_preprocessing_follows_the_hf_image_processor(exported):
     """Our numpy/PIL preprocessing vs the folder's own image processor (bicubic resize, crop)."""
     kind, src, out, manifest = exported

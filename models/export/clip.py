@@ -250,6 +250,25 @@ def export_clip(folder: str | Path, out_dir: str | Path, *,
     manifest["export_check"] = check
     manifest["build"] = {"seconds": round(time.perf_counter() - t0, 1), "exporter": "models.export.clip"}
     write_manifest(out_dir, manifest)
+    write_projection_heads(model, out_dir / "heads", pooled_dim=int(vcfg.hidden_size), proj=proj)
     progress(f"clip: wrote {out_dir} (text diff {text_diff:.1e}, image diff {image_diff:.1e})")
     return manifest
 
+
+
+def write_projection_heads(model, heads_dir: Path, *, pooled_dim: int, proj: int) -> dict:
+    """CLIP's own image projection as the set's heads, so ingest and queries need no training.
+
+    The run-time path is the one trained heads use: the image encoder's feature (the pooled
+    vision output) goes through an image head into the shared space.  For CLIP that head is the
+    model's ``visual_projection`` (linear, no bias: a direction-preserving map, so it gives the
+    same unit vector as the tower's ``image_embeds``), and the text head is the identity.
+    """
+    from models.training.export import write_heads
+    from models.training.trainer import HeadParams
+
+    w = model.visual_projection.weight.detach().cpu().numpy().astype(np.float32)  # [proj, pooled]
+    image_head = HeadParams("linear", pooled_dim, proj, [(w, np.zeros(proj, dtype=np.float32))])
+    return write_heads(heads_dir, image_head=image_head, text_head=HeadParams("identity", proj, proj, []),
+                       image_feature_dim=pooled_dim, text_dim=proj,
+                       metadata={"source": "CLIP visual_projection (no training)"})
