@@ -98,6 +98,8 @@ def render(result: SearchResult) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--aliases", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Brand/category alias file (JSON, see analysis/vocabulary.py).")
+@click.option("--heads", "heads_dir", type=click.Path(path_type=Path), default=None,
+              help="Trained heads directory (default: <models>/heads), as used when the index was loaded.")
 @click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
               help="Model directory (default: $CMSEARCH_MODELS_DIR or ~/.cache/cmsearch/models).")
 @click.option("--no-models", is_flag=True, help="Do not load encoders: lexical search only.")
@@ -106,7 +108,7 @@ def render(result: SearchResult) -> str:
 def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, profile: str, brand: tuple[str, ...],
            category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
            facets: tuple[str, ...], size: int, offset: int, explain: bool, as_json: bool, aliases: Path | None,
-           models_dir: Path | None, no_models: bool, ocr: bool) -> None:
+           models_dir: Path | None, heads_dir: Path | None, no_models: bool, ocr: bool) -> None:
     """Search the product index by QUERY text and/or --image photos."""
     try:
         prof = load_profile(profile)
@@ -118,7 +120,7 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
             facets=facets, size=size, offset=offset, explain=explain)
     except (RequestError, ProfileError, AliasError) as exc:
         raise click.UsageError(str(exc)) from None
-    encoders = None if no_models else encoders_from_dir(models_dir, ocr=ocr)
+    encoders = None if no_models else encoders_from_dir(models_dir, heads_dir, ocr=ocr)
     try:
         searcher = Searcher(conn.client(), prof, encoders, index=index_name, aliases=table)
         result = searcher.search(request)
