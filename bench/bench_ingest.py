@@ -131,6 +131,7 @@ def child_ingest(args) -> dict:
                          checkpoint_path=tmp / f"{args.index}.ckpt.json", decode_workers=args.decode_workers)
     report = Ingestor(args.catalog, opts, client=client, encoders=enc).run()
     count = client.count(index=args.index)["count"]
+    client.indices.delete(index=args.index)  # a benchmark leaves no data behind
     return {"report": report.to_dict(), "table": report.table(), "docs_in_index": count,
             "peak_rss_mb": _peak_rss_mb()}
 
