@@ -15,7 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.training.catalog import category_path, read_catalog  # noqa: E402
+from models.training.catalog import read_catalog  # noqa: E402
 from models.training.classifier import ClassifierConfig, topk_accuracy, train_classifier  # noqa: E402
 from models.training.metrics import first_relevant_rank, retrieval_metrics  # noqa: E402
 from models.training.pairs import NotEnoughPairs, PairData, check_pairs, split_products  # noqa: E402
@@ -79,7 +79,6 @@ def test_catalog_reader_resolves_images_and_counts_problems(tmp_path):
     assert products[0].category == ("Furniture", "Chairs")
     assert products[0].text() == "Red chair. ACME. Furniture > Chairs"
     assert report.image_urls == 1 and report.missing_images == 1 and len(report.skipped_records) == 1
-    assert category_path(["A", " B "]) == ("A", "B")
 
 
 def test_catalog_without_images_is_refused_before_loading_models(tmp_path):

@@ -9,10 +9,9 @@ say why a catalog has no pairs.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 DEFAULT_TEXT_FIELDS = ("title", "brand", "category", "description")
 
@@ -62,31 +61,11 @@ class CatalogReport:
     missing_images: int = 0
 
 
-def category_path(value) -> tuple[str, ...]:
-    """A category as a tuple of names: "A > B > C" or ["A", "B", "C"] both accepted."""
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        parts = value.split(">")
-    elif isinstance(value, (list, tuple)):
-        parts = [str(v) for v in value]
-    else:
-        return ()
-    return tuple(p.strip() for p in parts if p and p.strip())
-
-
-def _resolve_images(values, base: Path, report: CatalogReport) -> tuple[list[str], list[str]]:
-    if isinstance(values, str):
-        values = [values]
+def _resolve_images(values: tuple[str, ...], base: Path, report: CatalogReport) -> tuple[list[str], list[str]]:
     ok, skipped = [], []
-    for v in values or []:
-        if isinstance(v, dict):  # tolerate {"path": ...} / {"url": ...} objects
-            v = v.get("path") or v.get("url") or ""
-        v = str(v).strip()
-        if not v:
-            continue
-        if "://" in v:
-            report.image_urls += 1
+    for v in values:
+        if "://" in v or v.startswith("data:"):
+            report.image_urls += 1   # no network at training time
             skipped.append(v)
             continue
         p = Path(v)
@@ -99,55 +78,32 @@ def _resolve_images(values, base: Path, report: CatalogReport) -> tuple[list[str
     return ok, skipped
 
 
-def parse_record(rec: dict, base: Path, report: CatalogReport) -> TrainingProduct | None:
-    """One JSON object -> TrainingProduct, or None (counted in the report) when unusable."""
-    pid, title = rec.get("id"), rec.get("title")
-    if pid is None or not isinstance(title, str) or not title.strip():
-        report.skipped_records.append(f"record {report.records}: needs 'id' and 'title'")
-        return None
-    images, skipped = _resolve_images(rec.get("images") or rec.get("image"), base, report)
-    attrs = rec.get("attributes") if isinstance(rec.get("attributes"), dict) else {}
-    return TrainingProduct(
-        id=str(pid), title=title.strip(),
-        description=str(rec.get("description") or "").strip(),
-        brand=str(rec.get("brand") or "").strip(),
-        category=category_path(rec.get("category")),
-        images=tuple(images), skipped_images=tuple(skipped), attributes=attrs)
-
-
 def read_catalog(path: str | Path) -> tuple[list[TrainingProduct], CatalogReport]:
-    """Read a JSONL catalog; relative image paths resolve against the catalog's folder."""
-    path = Path(path)
-    base = path.parent
+    """Read a catalog (JSONL or CSV) with ingest's own reader and schema.
+
+    Records ingest would reject are skipped and counted here (ingest is where each is reported
+    with its line and reason); relative image paths resolve against the catalog's folder.
+    """
+    from plugin_ingest.catalog import Catalog
+    from plugin_ingest.schema import InvalidRecord, validate
+
+    catalog = Catalog(path)
+    csv_mode = catalog.fmt != "jsonl"
     report = CatalogReport()
     products: list[TrainingProduct] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            report.records += 1
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                report.skipped_records.append(f"line {lineno}: not JSON ({exc.msg})")
-                continue
-            if not isinstance(rec, dict):
-                report.skipped_records.append(f"line {lineno}: not a JSON object")
-                continue
-            p = parse_record(rec, base, report)
-            if p is not None:
-                products.append(p)
-    return products, report
-
-
-def products_from_records(records: Iterable[dict], base: str | Path = ".") -> list[TrainingProduct]:
-    """The same parsing for records already in memory (tests, benchmarks)."""
-    report = CatalogReport()
-    out = []
-    for rec in records:
+    for rec in catalog.records():
         report.records += 1
-        p = parse_record(rec, Path(base), report)
-        if p is not None:
-            out.append(p)
-    return out
+        if not rec.ok:
+            report.skipped_records.append(f"line {rec.line}: {rec.error}")
+            continue
+        try:
+            prod = validate(rec.data, csv_mode=csv_mode)
+        except InvalidRecord as exc:
+            report.skipped_records.append(f"line {rec.line}: {exc}")
+            continue
+        images, skipped = _resolve_images(prod.images, catalog.base_dir, report)
+        products.append(TrainingProduct(
+            id=prod.id, title=prod.title.strip(), description=prod.description.strip(),
+            brand=prod.brand.strip(), category=prod.category, images=tuple(images),
+            skipped_images=tuple(skipped), attributes=dict(prod.attributes)))
+    return products, report
