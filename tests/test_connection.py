@@ -1,0 +1,80 @@
+"""Connecting to a user's cluster: credentials never shown, TLS verified unless turned off."""
+from __future__ import annotations
+
+import http.server
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+
+import pytest
+from click.testing import CliRunner
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+
+from cmsearch.cli import cli
+from engine.client import ConnectionSettings, redact_urls
+
+SECRET = "hunter2-s3cret"
+
+
+def test_user_info_moves_out_of_the_url_and_out_of_repr():
+    conn = ConnectionSettings.resolve(f"https://alice:{SECRET}@search.example.com:9200")
+    assert conn.url == "https://search.example.com:9200"
+    assert conn.user == "alice" and conn.password == SECRET
+    assert SECRET not in repr(conn) and conn.verify_certs
+    assert redact_urls(f"GET https://bob:{SECRET}@h:1/x failed") == "GET https://***@h:1/x failed"
+    assert conn.redact(f"auth {SECRET} rejected") == "auth *** rejected"
+
+
+def test_password_from_the_environment_is_not_in_cli_errors(monkeypatch):
+    monkeypatch.setenv("OPENSEARCH_USER", "alice")
+    monkeypatch.setenv("OPENSEARCH_PASSWORD", SECRET)
+    for url in ("http://127.0.0.1:1", f"http://alice:{SECRET}@127.0.0.1:1"):
+        res = CliRunner().invoke(cli, ["index", "stats", "products", "--url", url])
+        assert res.exit_code != 0
+        assert SECRET not in res.output and "Error" in res.output
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """A local HTTPS endpoint with a self-signed certificate, answering like a cluster's root."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+
+    class Root(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = json.dumps({"version": {"number": "2.19.1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Root)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", d / "cert.pem"
+    server.shutdown()
+
+
+def test_tls_certificates_are_verified_by_default(tls_server):
+    url, _ = tls_server
+    client = ConnectionSettings.resolve(url, timeout=5).client()
+    with pytest.raises(OSConnectionError):
+        client.info()
+
+
+def test_tls_with_the_right_ca_or_insecure_connects(tls_server):
+    url, cert = tls_server
+    assert ConnectionSettings.resolve(url, ca_certs=str(cert), timeout=5).client().info()["version"]["number"] == "2.19.1"
+    assert ConnectionSettings.resolve(url, insecure=True, timeout=5).client().info()["version"]["number"] == "2.19.1"
