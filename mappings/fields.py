@@ -40,6 +40,7 @@ PREDICTED_CATEGORY = "predicted_category"
 TEXT_VECTOR = "text_vector"          # title+description in the shared text-image space
 FUSED_VECTOR = "fused_vector"        # normalize(w_img * image + w_txt * text)
 IMAGES = "images"                    # nested, one entry per product image
+IMAGE_URLS = "image_urls"            # every image URL again, top level: read from doc values for display
 IMAGE_URL = "url"                    # inside IMAGES
 IMAGE_VECTOR = "vector"              # inside IMAGES: shared space
 IMAGE_FEATURE = "feature"            # inside IMAGES: raw backbone feature (image -> image)

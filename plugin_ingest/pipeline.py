@@ -616,6 +616,7 @@ class Ingestor:
                         entry[F.IMAGE_VECTOR] = np.round(img_vecs[n].astype(np.float64), d).tolist()
                     images.append(entry)
                 doc[F.IMAGES] = images
+                doc[F.IMAGE_URLS] = [im[F.IMAGE_URL] for im in images]
                 if vecs.image_categories is not None:
                     label, _ = max(vecs.image_categories[j:j + k], key=lambda c: c[1])
                     doc[F.PREDICTED_CATEGORY] = enc.category_label(label)

@@ -201,13 +201,16 @@ class Knn:
 
 @dataclass(frozen=True)
 class InnerHits:
+    """Inner hits whose fields come from doc values: nested ``_source`` would parse the whole parent."""
+
     name: str
     size: int = 1
-    source: tuple[str, ...] = ()
+    docvalue_fields: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "size": self.size}
-        body["_source"] = {"includes": list(self.source)} if self.source else False
+        body: dict[str, Any] = {"name": self.name, "size": self.size, "_source": False}
+        if self.docvalue_fields:
+            body["docvalue_fields"] = list(self.docvalue_fields)
         return body
 
 

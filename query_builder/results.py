@@ -69,8 +69,9 @@ _IMAGE_RETRIEVER_ORDER = (Retriever.IMAGE_IMAGE_KNN, Retriever.TEXT_IMAGE_KNN)
 
 
 def _url_from(src: Mapping[str, Any]) -> str | None:
-    if fields.IMAGE_URL in src:
-        return src[fields.IMAGE_URL]
+    for key in (fields.nested(fields.IMAGE_URL), fields.IMAGE_URL):  # doc values name the full path
+        if src.get(key):
+            return src[key]
     nested = src.get(fields.IMAGES)
     if isinstance(nested, Mapping):
         return nested.get(fields.IMAGE_URL)
@@ -85,15 +86,11 @@ def best_image_url(hit: Mapping[str, Any]) -> str | None:
     for name in _IMAGE_RETRIEVER_ORDER:
         hits = (((inner.get(name) or {}).get("hits") or {}).get("hits")) or []
         if hits:
-            url = _url_from(hits[0].get("_source") or {})
+            url = _url_from(_display_fields(hits[0]))
             if url:
                 return url
-    images = (hit.get("_source") or {}).get(fields.IMAGES) or []
-    if isinstance(images, list):
-        for im in images:
-            if isinstance(im, Mapping) and im.get(fields.IMAGE_URL):
-                return im[fields.IMAGE_URL]
-    return None
+    urls = _display_fields(hit).get(fields.IMAGE_URLS)
+    return str(urls) if urls else None
 
 
 def matched_boosts(hit: Mapping[str, Any]) -> set[str]:
@@ -104,8 +101,16 @@ def matched_boosts(hit: Mapping[str, Any]) -> set[str]:
     return {m for m in mq if ":" in m}
 
 
+def _display_fields(hit: Mapping[str, Any]) -> dict[str, Any]:
+    """A hit's display fields: from doc values (``fields``, lists) or, as a fallback, ``_source``."""
+    out = dict(hit.get("_source") or {})
+    for name, values in (hit.get("fields") or {}).items():
+        out[name] = values[0] if isinstance(values, list) and values else values
+    return out
+
+
 def hit_from_source(hit: Mapping[str, Any], score: float, explain: HitExplain | None = None) -> Hit:
-    src = hit.get("_source") or {}
+    src = _display_fields(hit)
     price = src.get(fields.PRICE)
     return Hit(id=str(src.get(fields.ID) or hit.get("_id")), title=str(src.get(fields.TITLE_RAW) or ""),
                brand=str(src.get(fields.BRAND) or ""), category=str(src.get(fields.CATEGORY_LEAF) or ""),
