@@ -23,6 +23,8 @@ test: models
 	$(BIN)/pytest -ra
 
 demo: models
+	@test -d /usr/share/datasets/fashion-mnist || { echo "installing Debian's dataset-fashion-mnist (the demo's photos)"; \
+	  apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; }
 	$(BIN)/cmsearch demo
 
 clean:
