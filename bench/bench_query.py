@@ -40,7 +40,6 @@ import math
 import os
 import platform
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field

@@ -190,7 +190,6 @@ def classifier_eval(title: str, cls, data: PairData, levels: dict) -> dict:
 
 # --------------------------------------------------------------------------- Grocery
 def grocery(fx: FeatureExtractor, work: Path, cfg: TrainConfig, results: dict) -> dict:
-    names = {c["name"]: c for c in mc.grocery_classes(fx_data_dir(work))}
     shelf = {s: [json.loads(line) for line in (work / "queries" / f"grocery_shelf_{s}.jsonl").open()]
              for s in ("val", "test")}
     out, heads = {}, {}
