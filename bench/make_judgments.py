@@ -21,6 +21,10 @@ with the catalog each one searches):
   brand; the instance labels are *not* put in the catalog, they are the answers), is written too.
 - ``zh_ikea`` / ``zh_grocery``  make_catalogs' hand-written Chinese queries.
 
+``--split val`` writes the development sets instead: ``ikea_type_color_val`` and
+``ikea_description_val`` from the IKEA val split, ``grocery_shelf_val`` from the Grocery val shelf
+photos.  Choose profile settings on these, and report the test sets.
+
 Usage: ``python bench/make_judgments.py --out ~/.cache/cmsearch/bench/judgments [--data ../shared/data]``
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import random
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +176,8 @@ def zh_sets(records: list[dict], test_ids: list[str]) -> list[JudgmentSet]:
 # --------------------------------------------------------------------------- writing
 CATALOG_OF = {"ikea_type_color": "ikea", "ikea_description": "ikea", "ikea_rooms": "ikea", "zh_ikea": "ikea",
               "grocery_shelf": "grocery", "grocery_class": "grocery", "zh_grocery": "grocery",
-              "product1m_instance": "product1m"}
+              "product1m_instance": "product1m",
+              "ikea_type_color_val": "ikea", "ikea_description_val": "ikea", "grocery_shelf_val": "grocery"}
 
 
 def build_all(data_dir: Path, *, shelf_per_class: int = 5, seed: int = 0) -> tuple[list[JudgmentSet], list[dict]]:
@@ -187,6 +193,15 @@ def build_all(data_dir: Path, *, shelf_per_class: int = 5, seed: int = 0) -> tup
     return sets, product1m_catalog(p1m)
 
 
+def build_dev(data_dir: Path, *, shelf_per_class: int = 5, seed: int = 0) -> list[JudgmentSet]:
+    """The development sets: the same kinds of queries from the val splits."""
+    records = mc.ikea_records(data_dir)
+    val = mc.ikea_split(records)["val"]
+    sets = [ikea_type_color(records, val), ikea_description(records, val),
+            grocery_shelf(data_dir, shelf_per_class, seed, split="val")]
+    return [replace(js, name=f"{js.name}_val") for js in sets]
+
+
 def write_all(out: Path, sets: list[JudgmentSet], p1m_catalog: list[dict]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest = {}
@@ -195,9 +210,10 @@ def write_all(out: Path, sets: list[JudgmentSet], p1m_catalog: list[dict]) -> di
         kinds = sorted({"image" if q.image else "text" for q in js})
         manifest[js.name] = {"catalog": CATALOG_OF[js.name], "queries": len(js), "inputs": kinds,
                              "judgments": sum(len(q.grades) for q in js)}
-    with (out / "product1m.jsonl").open("w", encoding="utf-8") as fh:
-        for r in p1m_catalog:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if p1m_catalog:
+        with (out / "product1m.jsonl").open("w", encoding="utf-8") as fh:
+            for r in p1m_catalog:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     (out / "judgments.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
     return manifest
 
@@ -208,19 +224,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="shared data folder (default $CMSEARCH_SHARED_DATA or ../shared/data)")
     ap.add_argument("--shelf-per-class", type=int, default=5, help="shelf photos per grocery class (0: all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the sets to report (default); val: development sets to choose settings on")
     args = ap.parse_args(argv)
     data = args.data or Path(os.environ.get("CMSEARCH_SHARED_DATA") or mc.DEFAULT_DATA)
     if args.out.resolve().is_relative_to(REPO):
         ap.error("--out must be outside the repository (the data may not be copied into it)")
     try:
-        sets, p1m = build_all(data, shelf_per_class=args.shelf_per_class, seed=args.seed)
+        if args.split == "val":
+            sets, p1m = build_dev(data, shelf_per_class=args.shelf_per_class, seed=args.seed), []
+        else:
+            sets, p1m = build_all(data, shelf_per_class=args.shelf_per_class, seed=args.seed)
     except mc.DataMissing as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return 2
     manifest = write_all(args.out, sets, p1m)
     for name, m in manifest.items():
         print(f"{name:<20} {m['queries']:>5} queries  {m['judgments']:>6} judgments  {'+'.join(m['inputs']):<10} -> {m['catalog']}")
-    print(f"product1m catalog: {args.out / 'product1m.jsonl'} ({len(p1m)} listings)")
+    if p1m:
+        print(f"product1m catalog: {args.out / 'product1m.jsonl'} ({len(p1m)} listings)")
     return 0
 
 

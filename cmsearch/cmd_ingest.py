@@ -24,10 +24,15 @@ from .options import connection_options, fail
 @click.option("--recreate", is_flag=True, help="Delete and create the index first (forgets any checkpoint).")
 @click.option("--ocr", is_flag=True, help="Read text off product photos (rapidocr) into the OCR text field.")
 @click.option("--batch-size", default=32, show_default=True, help="Products per encoder batch.")
+@click.option("--batch-images", default=128, show_default=True,
+              help="Images per encoder batch: a batch closes at this many images even with fewer products.")
 @click.option("--image-errors", type=click.Choice(["keep", "reject"]), default="keep", show_default=True,
               help="A product whose image cannot be fetched or decoded: index it without that image, or reject it.")
 @click.option("--delete-missing", is_flag=True, help="Delete indexed products that are not in the catalog.")
 @click.option("--force", is_flag=True, help="Re-encode and rewrite every product, even unchanged ones.")
+@click.option("--force-merge/--no-force-merge", "force_merge", default=None,
+              help="After the load, merge the index into one segment (faster k-NN search). "
+                   "Default: only when this load created the index.")
 @click.option("--dry-run", is_flag=True,
               help="Validate, tokenize and decode every image, and report; no models, nothing written but the rejects file.")
 @click.option("--accept-rejects", is_flag=True, help="Exit 0 even when records were rejected.")
@@ -51,7 +56,8 @@ from .options import connection_options, fail
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @connection_options
 def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, create, recreate, ocr, batch_size,
-           image_errors, delete_missing, force, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
+           batch_images,
+           image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
            aliases_path, image_weight, text_weight, max_image_mb, image_timeout, threads, decode_workers,
            bulk_docs, bulk_mb, as_json, no_progress) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
@@ -72,8 +78,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
         raise click.UsageError(str(exc)) from None
     try:
         options = IngestOptions(
-            index=index_name, batch_size=batch_size, image_errors=image_errors, ocr=ocr,
-            delete_missing=delete_missing, dry_run=dry_run, force=force, create=create, recreate=recreate,
+            index=index_name, batch_size=batch_size, batch_images=batch_images, image_errors=image_errors, ocr=ocr,
+            delete_missing=delete_missing, dry_run=dry_run, force=force, force_merge=force_merge, create=create, recreate=recreate,
             rejects_path=rejects_path, checkpoint_path=checkpoint_path, resume=not no_resume,
             decode_workers=decode_workers, bulk_docs=bulk_docs, bulk_bytes=int(bulk_mb * 1024 * 1024),
             max_image_bytes=int(max_image_mb * 1024 * 1024), read_timeout=image_timeout, aliases=aliases,

@@ -20,7 +20,7 @@ __all__ = ["Counts", "StageTimes", "IngestReport", "STAGES"]
 
 # in flow order; "survey" is the first, cheap pass over the catalog (ids, brands, categories),
 # "lookup" the per-batch mget of stored content hashes
-STAGES = ("survey", "read", "tokenize", "lookup", "fetch", "decode", "ocr", "encode", "bulk")
+STAGES = ("survey", "read", "tokenize", "lookup", "fetch", "decode", "ocr", "encode", "bulk", "merge")
 
 
 @dataclass

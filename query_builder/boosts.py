@@ -19,13 +19,16 @@ from .dsl import ConstantScore, Query, Terms
 from .profile import BoostSpec
 from .understand import Understanding
 
-__all__ = ["Boost", "plan_boosts", "boost_clauses", "BOOST_KINDS"]
+__all__ = ["Boost", "plan_boosts", "boost_clauses", "BOOST_KINDS", "EXPANSION_KINDS"]
 
 # boost kinds, the prefix of each clause's _name; the brand and related boosts are named
 # for the field they match
 BRAND_BOOST, CATEGORY_BOOST, PARENT_BOOST, ACCESSORY_BOOST, RELATED_BOOST = (
     fields.BRAND, "category", "parent_category", "accessory", fields.RELATED)
 BOOST_KINDS = (BRAND_BOOST, CATEGORY_BOOST, PARENT_BOOST, ACCESSORY_BOOST, RELATED_BOOST)
+# relationship expansions: products the query's words may never match (a phone case for 手机),
+# so the lexical retriever also *retrieves* them; the other boosts only lift what it matched
+EXPANSION_KINDS = (ACCESSORY_BOOST, RELATED_BOOST)
 
 
 @dataclass(frozen=True)

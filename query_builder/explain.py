@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from .build import BuiltSearch
 from .fusion import FusedDoc, RankedList, fuse
-from .results import HitExplain, RetrieverScore, matched_boosts
+from .results import HitExplain, RetrieverScore, hit_id, matched_boosts
 
 __all__ = ["ranked_lists", "fusion_label", "explain_hits"]
 
@@ -20,7 +20,7 @@ def ranked_lists(built: BuiltSearch, responses: Sequence[Mapping[str, Any]]) -> 
     out = []
     for sub, resp in zip(built.sub_queries, responses):
         hits = ((resp.get("hits") or {}).get("hits")) or []
-        out.append(RankedList(sub.retriever, tuple((h["_id"], float(h["_score"] or 0.0)) for h in hits)))
+        out.append(RankedList(sub.retriever, tuple((hit_id(h), float(h["_score"] or 0.0)) for h in hits)))
     return out
 
 
@@ -41,7 +41,7 @@ def explain_hits(built: BuiltSearch, responses: Sequence[Mapping[str, Any]], fin
     boosts: dict[str, set[str]] = {}
     for resp in responses:
         for h in ((resp.get("hits") or {}).get("hits")) or []:
-            boosts.setdefault(h["_id"], set()).update(matched_boosts(h))
+            boosts.setdefault(hit_id(h), set()).update(matched_boosts(h))
     label = fusion_label(built, path)
     out: dict[str, HitExplain] = {}
     for doc_id, final in final_scores.items():

@@ -20,7 +20,7 @@ from mappings import fields as schema
 
 __all__ = ["ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
            "FacetSpec", "Profile", "load_profile", "shipped_profiles", "NORMALIZATIONS", "COMBINATIONS",
-           "FUSION_MODES", "INPUTS", "INPUT_TEXT", "INPUT_TEXT_VECTOR", "INPUT_IMAGE_VECTOR",
+           "FUSION_MODES", "REQUEST_KINDS", "request_kind", "INPUTS", "INPUT_TEXT", "INPUT_TEXT_VECTOR", "INPUT_IMAGE_VECTOR",
            "INPUT_IMAGE_FEATURE"]
 
 
@@ -49,6 +49,7 @@ class Retriever:
 
     ALL = (LEXICAL, TEXT_KNN, TEXT_IMAGE_KNN, IMAGE_IMAGE_KNN, IMAGE_TEXT_KNN, FUSED_KNN)
     DENSE = ALL[1:]
+    TEXT_DENSE = (TEXT_KNN, TEXT_IMAGE_KNN)   # k-NN searches with the query text's vector alone
     # which request inputs make a retriever runnable (any one listed input suffices)
     NEEDS: Mapping[str, tuple[str, ...]] = {
         LEXICAL: (INPUT_TEXT,),
@@ -58,6 +59,18 @@ class Retriever:
         IMAGE_TEXT_KNN: (INPUT_IMAGE_VECTOR,),
         FUSED_KNN: (INPUT_TEXT_VECTOR, INPUT_IMAGE_VECTOR),
     }
+
+
+# the kinds of request a retriever may be limited to (``RetrieverSpec.requests``)
+REQUEST_TEXT, REQUEST_IMAGE, REQUEST_BOTH = "text", "image", "text+image"
+REQUEST_KINDS = (REQUEST_TEXT, REQUEST_IMAGE, REQUEST_BOTH)
+
+
+def request_kind(inputs: set[str]) -> str | None:
+    """``text``, ``image`` or ``text+image`` for a request's inputs (None for no inputs)."""
+    text = bool(inputs & {INPUT_TEXT, INPUT_TEXT_VECTOR})
+    image = bool(inputs & {INPUT_IMAGE_VECTOR, INPUT_IMAGE_FEATURE})
+    return REQUEST_BOTH if text and image else REQUEST_TEXT if text else REQUEST_IMAGE if image else None
 
 
 NORMALIZATIONS = ("min_max", "l2", "z_score", "rrf")
@@ -91,12 +104,17 @@ class RetrieverSpec:
     while a cosine k-NN score lies in [0, 1]: the same boost strengths must be
     expressed in each retriever's own units.  Unset, it is 2.0 for lexical and
     0.05 for k-NN.
+
+    ``requests`` limits the retriever to some kinds of request (``text``,
+    ``image``, ``text+image``); unset, it runs whenever its input is there.
+    The fused-vector k-NN, for one, earns its cost only when a photo is given.
     """
 
     kind: str
     weight: float = 1.0
     k: int = 100
     boost_scale: float | None = None
+    requests: tuple[str, ...] = REQUEST_KINDS
 
     def __post_init__(self) -> None:
         if self.kind not in Retriever.ALL:
@@ -108,6 +126,12 @@ class RetrieverSpec:
         if self.boost_scale is None:
             object.__setattr__(self, "boost_scale", 2.0 if self.kind == Retriever.LEXICAL else 0.05)
         _positive(self.boost_scale, f"retriever {self.kind}: boost_scale", allow_zero=True)
+        reqs = (self.requests,) if isinstance(self.requests, str) else tuple(self.requests)
+        bad = [r for r in reqs if r not in REQUEST_KINDS]
+        if bad or not reqs:
+            raise ProfileError(f"retriever {self.kind}: requests {list(reqs)}; allowed: a non-empty subset of "
+                               f"{list(REQUEST_KINDS)}")
+        object.__setattr__(self, "requests", tuple(r for r in REQUEST_KINDS if r in reqs))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | str) -> "RetrieverSpec":
@@ -116,7 +140,7 @@ class RetrieverSpec:
         return cls(**_strict(cls, data, "retriever"))
 
     def runnable(self, inputs: set[str]) -> bool:
-        return any(need in inputs for need in Retriever.NEEDS[self.kind])
+        return request_kind(inputs) in self.requests and any(need in inputs for need in Retriever.NEEDS[self.kind])
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,11 @@ class LexicalSpec:
     five all but one, with more three quarters.  Short Chinese queries are
     mostly two or three words, and jieba sometimes splits a product word in two,
     so demanding every word of a longer query would lose good matches.
+
+    ``boosts_retrieve``: a product of a recognized brand or category is a lexical match even
+    when the words miss it.  Good for BM25 alone (recall: Product1M nDCG@10 0.51 -> 0.62), bad
+    inside a hybrid, where the k-NN retrievers supply that recall and boost-only matches squeeze
+    the min-max range of the real ones (Product1M 0.729 -> 0.719; bench/run_eval.py).
     """
 
     fields: tuple[tuple[str, float], ...] = (
@@ -135,8 +164,11 @@ class LexicalSpec:
         (schema.DESCRIPTION, 1.0), (schema.OCR_TEXT, 0.5))
     type: str = "cross_fields"
     minimum_should_match: str = "2<-1 5<75%"
+    boosts_retrieve: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.boosts_retrieve, bool):
+            raise ProfileError("lexical boosts_retrieve must be true or false")
         pairs = self.fields.items() if isinstance(self.fields, Mapping) else self.fields
         out = []
         for name, weight in pairs:
@@ -161,7 +193,8 @@ class LexicalSpec:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fields": dict(self.fields), "type": self.type, "minimum_should_match": self.minimum_should_match}
+        return {"fields": dict(self.fields), "type": self.type, "minimum_should_match": self.minimum_should_match,
+                "boosts_retrieve": self.boosts_retrieve}
 
 
 @dataclass(frozen=True)
@@ -288,6 +321,10 @@ class Profile:
     - ``fused_weights``: ``(image, text)`` weights for a text+photo query vector
       against ``fused_vector`` (match the weights ingest used).
     - ``max_query_chars`` / ``max_query_tokens``: longer text is truncated, with a note.
+    - ``verbose_query_words``: a query of at least this many words (a pasted description, a
+      sentence) runs without the text k-NN retrievers when the lexical one runs: on such
+      queries BM25 is nearly always right and text k-NN only pulls lookalikes above the
+      product (IKEA description queries: bench/run_eval.py).  0 turns this off.
     """
 
     name: str
@@ -303,6 +340,7 @@ class Profile:
     fused_weights: tuple[float, float] = (0.5, 0.5)
     max_query_chars: int = 256
     max_query_tokens: int = 32
+    verbose_query_words: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
@@ -327,6 +365,7 @@ class Profile:
         object.__setattr__(self, "fused_weights", (float(fw[0]), float(fw[1])))
         _positive(self.max_query_chars, "max_query_chars", integer=True)
         _positive(self.max_query_tokens, "max_query_tokens", integer=True)
+        _positive(self.verbose_query_words, "verbose_query_words", integer=True, allow_zero=True)
         if self.fusion.mode == "server":
             for inputs in _INPUT_SETS:
                 n = len(self.active(inputs))
@@ -369,7 +408,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lexical"] = self.lexical.to_dict()
-        d["retrievers"] = [asdict(r) for r in self.retrievers]
+        d["retrievers"] = [{**asdict(r), "requests": list(r.requests)} for r in self.retrievers]
         d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
         d["fused_weights"] = list(self.fused_weights)
         return d

@@ -10,7 +10,7 @@ from .facets import Facets
 from .profile import Retriever
 from .understand import Understanding
 
-__all__ = ["RetrieverScore", "HitExplain", "Hit", "SearchResult", "hit_from_source", "best_image_url",
+__all__ = ["RetrieverScore", "HitExplain", "Hit", "SearchResult", "hit_from_source", "hit_id", "best_image_url",
            "matched_boosts"]
 
 
@@ -109,10 +109,18 @@ def _display_fields(hit: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hit_id(hit: Mapping[str, Any]) -> str:
+    """The product id of a raw hit: from doc values (bodies skip stored fields, so no ``_id``), else ``_id``."""
+    values = (hit.get("fields") or {}).get(fields.ID)
+    if values:
+        return str(values[0] if isinstance(values, list) else values)
+    return str(hit["_id"])
+
+
 def hit_from_source(hit: Mapping[str, Any], score: float, explain: HitExplain | None = None) -> Hit:
     src = _display_fields(hit)
     price = src.get(fields.PRICE)
-    return Hit(id=str(src.get(fields.ID) or hit.get("_id")), title=str(src.get(fields.TITLE_RAW) or ""),
+    return Hit(id=hit_id(hit), title=str(src.get(fields.TITLE_RAW) or ""),
                brand=str(src.get(fields.BRAND) or ""), category=str(src.get(fields.CATEGORY_LEAF) or ""),
                price=float(price) if isinstance(price, (int, float)) else None, image_url=best_image_url(hit),
                score=float(score), explain=explain)

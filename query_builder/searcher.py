@@ -32,7 +32,7 @@ from .facets import Facets, parse_facets
 from .fusion import fuse
 from .profile import Profile, Retriever, load_profile
 from .request import SearchRequest
-from .results import SearchResult, hit_from_source
+from .results import SearchResult, hit_from_source, hit_id
 from .understand import understand
 
 __all__ = ["SearchError", "Searcher", "nested_shortfall"]
@@ -196,13 +196,13 @@ class Searcher:
 
     def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> None:
         """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
-        body = built.best_image_body([h["_id"] for h in raw])
+        body = built.best_image_body([hit_id(h) for h in raw])
         if body is None:
             return
-        inner = {h["_id"]: h.get("inner_hits") or {} for h in self.client.search(index=self.index, body=body)
+        inner = {hit_id(h): h.get("inner_hits") or {} for h in self.client.search(index=self.index, body=body)
                  ["hits"]["hits"]}
         for h in raw:
-            h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(h["_id"], {})}
+            h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(hit_id(h), {})}
 
     def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> list[Mapping[str, Any]]:
         lines = built.msearch_body(self.index)
@@ -223,7 +223,7 @@ class Searcher:
         if built.is_fused:
             order = [(d.id, d.score) for d in fuse(ranked_lists(built, subs), built.weights, built.fusion)]
         else:
-            order = [(h["_id"], float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
+            order = [(hit_id(h), float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
         page = order[built.offset: built.offset + built.size]
         total = _total(facet_resp) if facet_resp is not None else len(order)
         facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
@@ -288,7 +288,7 @@ def _merge_hits(responses: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, A
     out: dict[str, dict[str, Any]] = {}
     for resp in responses:
         for h in ((resp.get("hits") or {}).get("hits")) or []:
-            cur = out.setdefault(h["_id"], {**h, "inner_hits": dict(h.get("inner_hits") or {})})
+            cur = out.setdefault(hit_id(h), {**h, "inner_hits": dict(h.get("inner_hits") or {})})
             if cur is not h:
                 cur["inner_hits"].update(h.get("inner_hits") or {})
     return out

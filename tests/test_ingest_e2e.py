@@ -51,6 +51,7 @@ class HashEncoders:
         self.identity = f"hash-encoders-1-heads={heads}"
         self.passages: list[str] = []
         self.images = 0
+        self.batch_images: list[int] = []          # images per encode_batch call
         self.lock = threading.Lock()
 
     def describe(self) -> str:
@@ -66,6 +67,7 @@ class HashEncoders:
         with self.lock:
             self.passages.extend(passages)
             self.images += len(pixels)
+            self.batch_images.append(len(pixels))
         text = np.stack([_unit(np.frombuffer(hashlib.sha256(p.encode()).digest()[:8], np.uint8).astype(np.float32)
                                + 1) for p in passages]) if passages else np.zeros((0, 8), np.float32)
         feats = np.stack([_unit(p) for p in pixels]) if len(pixels) else np.zeros((0, 16), np.float32)
@@ -344,6 +346,41 @@ def test_reload_is_idempotent_and_skips_unchanged(os_client, fresh_index, tmp_pa
 
     r4, e4 = _load(path, os_client, tmp_path, index, batch_size=5, force=True)
     assert r4.counts.indexed == 12 and len(e4.passages) == 12
+
+
+def test_batches_are_bounded_by_images_as_well_as_products(os_client, fresh_index, tmp_path):
+    index = fresh_index("ingest-batch-images")
+    products = _products(tmp_path, 12)
+    for i, p in enumerate(products):                                           # 10 images each
+        p["images"] = p["images"] + [f"img/p{j}.jpg" for j in range(12) if j != i][:9]
+    path = _catalog(tmp_path / "c.jsonl", products)
+    r, enc = _load(path, os_client, tmp_path, index, create=True, batch_size=32, batch_images=25)
+    assert r.counts.indexed == 12 and r.counts.images == 120
+    # a batch closes once it reaches 25 images: 3 products (30 images) per batch, not all 12
+    assert enc.batch_images == [30, 30, 30, 30]
+
+
+def _segments(client, index) -> int:
+    return len(client.cat.segments(index=index, format="json"))
+
+
+def test_force_merge_after_a_load_that_created_the_index(os_client, fresh_index, tmp_path):
+    index = fresh_index("ingest-merge")
+    path = _catalog(tmp_path / "c.jsonl", _products(tmp_path, 12))
+    # two loads each leave a segment (the second rewrites every product): two segments
+    r, _ = _load(path, os_client, tmp_path, index, create=True, force_merge=False)
+    assert r.times.items["merge"] == 0
+    _load(path, os_client, tmp_path, index, force=True, force_merge=False)
+    assert _segments(os_client, index) > 1
+    r, _ = _load(path, os_client, tmp_path, index, force_merge=True)     # asked for: merged
+    assert r.times.items["merge"] == 1 and _segments(os_client, index) == 1
+    assert _count(os_client, index) == 12
+
+    index2 = fresh_index("ingest-merge-auto")
+    r, _ = _load(path, os_client, tmp_path, index2, create=True)            # created here: merged
+    assert r.times.items["merge"] == 1 and _segments(os_client, index2) == 1
+    r, _ = _load(path, os_client, tmp_path, index2, force=True)             # existing index: left alone
+    assert r.times.items["merge"] == 0 and _segments(os_client, index2) > 1
 
 
 def test_delete_missing(os_client, fresh_index, tmp_path):

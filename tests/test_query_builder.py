@@ -197,8 +197,58 @@ def test_pipeline_name_is_deterministic_and_tracks_weights():
 
 def test_weights_are_renormalized_over_the_active_retrievers():
     b = _built(load_profile("hybrid_minmax"), CASES["photo"])
-    assert b.retrievers == ("image_image_knn", "fused_knn")
-    assert b.weights == pytest.approx((0.2 / 0.3, 0.1 / 0.3), abs=1e-6)
+    assert b.retrievers == ("image_image_knn", "image_text_knn", "fused_knn")
+    assert b.weights == pytest.approx((0.2 / 0.5, 0.2 / 0.5, 0.1 / 0.5), abs=1e-6)
+
+
+def test_retrievers_limited_to_some_request_kinds():
+    p = load_profile("hybrid_minmax")
+    text = _built(p, CASES["text"])
+    assert text.retrievers == ("lexical", "text_knn", "text_image_knn")      # no fused k-NN for text alone
+    assert not any("not computed" in n for n in text.notes)
+    both = _built(p, CASES["text_photo_filtered"])
+    assert both.retrievers == ("lexical", "text_knn", "image_image_knn", "image_text_knn", "fused_knn")
+    assert both.server_fits
+    with pytest.raises(ProfileError, match="requests"):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "fused_knn", "requests": ["photo"]}]})
+
+
+def test_a_verbose_query_is_left_to_the_lexical_retriever():
+    p = load_profile("hybrid_minmax")
+    long_text = "easy to keep clean since the cover can be machine washed"
+    b = _built(p, SearchRequest(text=long_text, vectors=QueryVectors(text=TEXT_VEC)))
+    assert b.retrievers == ("lexical",) and any("11-word query" in n for n in b.notes)
+    short = _built(p, SearchRequest(text="machine washable cover", vectors=QueryVectors(text=TEXT_VEC)))
+    assert "text_knn" in short.retrievers
+    # a photo keeps its own retrievers; only the text k-NN ones step aside
+    both = _built(p, SearchRequest(text=long_text, vectors=QueryVectors(text=TEXT_VEC, image=IMAGE_VEC,
+                                                                        image_feature=FEATURE)))
+    assert both.retrievers == ("lexical", "image_image_knn", "image_text_knn", "fused_knn")
+    off = _built(p.with_(verbose_query_words=0), SearchRequest(text=long_text, vectors=QueryVectors(text=TEXT_VEC)))
+    assert "text_knn" in off.retrievers
+    # a profile without a lexical retriever keeps its k-NN whatever the length
+    assert _built(load_profile("dense_text"), SearchRequest(text=long_text, vectors=QueryVectors(text=TEXT_VEC))
+                  ).retrievers == ("text_knn",)
+
+
+def test_lexical_boosts_lift_matches_and_only_relations_retrieve():
+    """In a hybrid, brand and category boosts never make a product a lexical match; accessories and
+    related products may.  BM25 alone (boosts_retrieve) retrieves by every boost."""
+    b = _built(load_profile("hybrid_minmax"), CASES["text_photo_filtered"])
+    q = b.sub_queries[0].query.to_dict()["bool"]
+    assert q["minimum_should_match"] == 1 and q["filter"]
+    matched, *alternatives = q["should"]
+    assert "multi_match" in matched["bool"]["must"][0]
+    lifts = {c["constant_score"]["_name"].split(":")[0] for c in matched["bool"].get("should", [])}
+    assert lifts <= {fields.BRAND, "category", "parent_category"} and lifts
+    assert {c["constant_score"]["_name"].split(":")[0] for c in alternatives} == {"accessory", fields.RELATED}
+    plain = _built(load_profile("hybrid_minmax"), SearchRequest(text="红色 实木")).sub_queries[0].query.to_dict()["bool"]
+    assert "multi_match" in plain["must"][0] and "minimum_should_match" not in plain
+    alone = _built(load_profile("bm25"), CASES["text_photo_filtered"])
+    matched, *alternatives = alone.sub_queries[0].query.to_dict()["bool"]["should"]
+    assert matched["bool"]["must"][0]["multi_match"] and "should" not in matched["bool"]
+    kinds = {c["constant_score"]["_name"].split(":")[0] for c in alternatives}
+    assert kinds == {b.kind for b in alone.boosts} and "category" in kinds
 
 
 def test_fused_query_vector_weights_and_normalizes():

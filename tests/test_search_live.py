@@ -373,7 +373,9 @@ def test_explain_gives_each_retrievers_scores_boosts_and_final(os_client, catalo
         assert lex.raw and lex.raw > 1 and lex.normalized == pytest.approx(1.0) and lex.rank == 1
         assert f"{F.BRAND}:estee lauder" in ex.boosts
         assert ex.final == pytest.approx(top.score)
-        recombined = sum(w * (s.normalized or 0) for w, s in zip((0.3, 0.25, 0.15, 0.1), ex.retrievers)) / 0.8
+        w = {r.kind: r.weight for r in p.retrievers}
+        recombined = (sum(w[s.retriever] * (s.normalized or 0) for s in ex.retrievers)
+                      / sum(w[s.retriever] for s in ex.retrievers))
         assert recombined == pytest.approx(top.score, rel=1e-3)
 
 

@@ -185,8 +185,12 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
         else:
             log(f"classifier: {len(cls.categories)} categories, best epoch {cls.best_epoch}, {cls.seconds:.1f}s")
 
-    evaluation = evaluate(result, cls, test if test.n_pairs else val, cfg,
-                          "test" if test.n_pairs else "validation", log)
+    if test.n_pairs or val.n_pairs:
+        evaluation = evaluate(result, cls, test if test.n_pairs else val, cfg,
+                              "test" if test.n_pairs else "validation", log)
+    else:
+        evaluation = {"split": "none (every product was trained on)"}
+        log("no held-out products (--val 0 --test 0): no evaluation")
     metadata = {
         "training": {
             "catalog": str(catalog.resolve()), "catalog_sha256": sha256_file(catalog),
