@@ -75,10 +75,16 @@ def _heads(catalog: Path, models_dir: Path, heads_dir: Path, log: Log) -> None:
 def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: Path, heads_dir: Path, log: Log):
     from analysis import AliasTable
     from plugin_ingest.encode import ModelEncoders
+    from plugin_ingest.index_admin import check_index
     from plugin_ingest.pipeline import IngestOptions, Ingestor
 
     encoders = ModelEncoders.load(models_dir, heads_dir)
-    options = IngestOptions(index=cfg.index, create=True, aliases=AliasTable.load(aliases), progress=False,
+    # the demo owns its index: one that no longer fits these models or this mapping is rebuilt
+    stale = client.indices.exists(index=cfg.index) and check_index(client, cfg.index, encoders.dims)
+    if stale:
+        log(f"rebuilding {cfg.index}: " + "; ".join(stale))
+    options = IngestOptions(index=cfg.index, create=True, recreate=bool(stale), aliases=AliasTable.load(aliases),
+                            progress=False,
                             rejects_path=cfg.work_dir / "rejects.jsonl",
                             checkpoint_path=cfg.work_dir / f"{cfg.index}.checkpoint.json")
     report = Ingestor(catalog, options, client=client, encoders=encoders, log=log).run()

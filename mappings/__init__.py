@@ -74,3 +74,19 @@ def check_dims(existing_mapping: Mapping[str, Any], dims: VectorDims) -> list[st
             problems.append(f"{path}: index has dimension {have}, model manifest says {spec['dimension']}")
     return problems
 
+
+
+def _field_paths(props: Mapping[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for name, spec in props.items():
+        out.add(prefix + name)
+        if isinstance(spec, Mapping) and "properties" in spec:
+            out |= _field_paths(spec["properties"], f"{prefix}{name}.")
+    return out
+
+
+def check_fields(existing_mapping: Mapping[str, Any], dims: VectorDims) -> list[str]:
+    """Fields of the product mapping that an existing index lacks (an index made by an older version)."""
+    want = _field_paths(product_index_body(dims)["mappings"]["properties"])
+    missing = sorted(want - _field_paths(existing_mapping.get("properties", {})))
+    return [f"index mapping lacks field(s) {missing} (it was created by an older version)"] if missing else []

@@ -34,7 +34,7 @@ def check_index(client: OpenSearch, name: str, dims: VectorDims) -> list[str]:
         mapping = client.indices.get_mapping(index=name)[name]["mappings"]
     except NotFoundError:
         return [f"index {name!r} does not exist; create it with `cmsearch index create {name}`"]
-    return mappings.check_dims(mapping, dims)
+    return mappings.check_dims(mapping, dims) + mappings.check_fields(mapping, dims)
 
 
 def delete_index(client: OpenSearch, name: str) -> bool:

@@ -1,4 +1,6 @@
 """The mapping JSON and mappings/fields.py agree, and dims come from the manifest."""
+import json
+
 import pytest
 
 import mappings
@@ -51,3 +53,14 @@ def test_check_dims_reports_disagreement():
     problems = mappings.check_dims(body["mappings"], VectorDims(shared=256, image_feature=1280))
     assert len(problems) == 3 and all("384" in p and "256" in p for p in problems)
     assert mappings.check_dims(body["mappings"], VectorDims(shared=384, image_feature=1280)) == []
+
+
+def test_check_fields_names_what_an_older_index_lacks():
+    dims = VectorDims(shared=384, image_feature=1280)
+    body = mappings.product_index_body(dims)
+    assert mappings.check_fields(body["mappings"], dims) == []
+    old = json.loads(json.dumps(body["mappings"]))
+    del old["properties"][fields.IMAGE_URLS]
+    del old["properties"][fields.IMAGES]["properties"][fields.IMAGE_URL]
+    (problem,) = mappings.check_fields(old, dims)
+    assert fields.IMAGE_URLS in problem and fields.nested(fields.IMAGE_URL) in problem and "older" in problem
