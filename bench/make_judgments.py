@@ -176,8 +176,8 @@ def zh_sets(records: list[dict], test_ids: list[str]) -> list[JudgmentSet]:
 # --------------------------------------------------------------------------- writing
 CATALOG_OF = {"ikea_type_color": "ikea", "ikea_description": "ikea", "ikea_rooms": "ikea", "zh_ikea": "ikea",
               "grocery_shelf": "grocery", "grocery_class": "grocery", "zh_grocery": "grocery",
-              "product1m_instance": "product1m",
-              "ikea_type_color_val": "ikea", "ikea_description_val": "ikea", "grocery_shelf_val": "grocery"}
+              "product1m_instance": "product1m"}
+DEV_SUFFIX = "_val"   # a development set searches the catalog of the set it is named after
 
 
 def build_all(data_dir: Path, *, shelf_per_class: int = 5, seed: int = 0) -> tuple[list[JudgmentSet], list[dict]]:
@@ -199,7 +199,7 @@ def build_dev(data_dir: Path, *, shelf_per_class: int = 5, seed: int = 0) -> lis
     val = mc.ikea_split(records)["val"]
     sets = [ikea_type_color(records, val), ikea_description(records, val),
             grocery_shelf(data_dir, shelf_per_class, seed, split="val")]
-    return [replace(js, name=f"{js.name}_val") for js in sets]
+    return [replace(js, name=js.name + DEV_SUFFIX) for js in sets]
 
 
 def write_all(out: Path, sets: list[JudgmentSet], p1m_catalog: list[dict]) -> dict:
@@ -208,7 +208,7 @@ def write_all(out: Path, sets: list[JudgmentSet], p1m_catalog: list[dict]) -> di
     for js in sets:
         write_trec(js, out / js.name)
         kinds = sorted({"image" if q.image else "text" for q in js})
-        manifest[js.name] = {"catalog": CATALOG_OF[js.name], "queries": len(js), "inputs": kinds,
+        manifest[js.name] = {"catalog": CATALOG_OF[js.name.removesuffix(DEV_SUFFIX)], "queries": len(js), "inputs": kinds,
                              "judgments": sum(len(q.grades) for q in js)}
     if p1m_catalog:
         with (out / "product1m.jsonl").open("w", encoding="utf-8") as fh:

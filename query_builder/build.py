@@ -25,7 +25,7 @@ from .facets import facet_aggs
 from .filters import filter_clauses, filter_query
 from .pipeline import SearchPipeline, search_pipeline
 from .profile import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, FusionSpec, Profile,
-                      Retriever, RetrieverSpec, request_kind)
+                      Retriever, RetrieverSpec)
 from .request import QueryVectors, SearchRequest
 from .understand import Understanding
 
@@ -250,14 +250,12 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
         have = sorted(inputs) or ["nothing usable"]
         raise BuildError(f"profile {profile.name} has no retriever for this request (it has {have}); "
                          f"its retrievers need: {needs}. Pass encoders or precomputed vectors for dense retrievers.")
-    # a retriever left out although the request has its modality: its vectors were not computed
-    modality = {INPUT_TEXT_VECTOR: request.has_text, INPUT_IMAGE_VECTOR: request.has_image,
-                INPUT_IMAGE_FEATURE: request.has_image}
-    kind = request_kind({n for n, present in ((INPUT_TEXT, request.has_text), (INPUT_IMAGE_VECTOR, request.has_image))
-                         if present})
-    missing = [r.kind for r in profile.retrievers
-               if r not in active and r.kind not in dropped and kind in r.requests
-               and any(modality.get(n) for n in Retriever.NEEDS[r.kind])]
+    # a retriever that would run had the request's text and photo been encoded: its vectors were
+    # not computed
+    offered = inputs | {n for n, present in ((INPUT_TEXT_VECTOR, request.has_text),
+                                             (INPUT_IMAGE_VECTOR, request.has_image),
+                                             (INPUT_IMAGE_FEATURE, request.has_image)) if present}
+    missing = [r.kind for r in profile.active(offered) if r not in active and r.kind not in dropped]
     if missing:
         notes.append(f"retrievers {missing} skipped: their query vectors were not computed")
 
@@ -273,7 +271,6 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     lifts = tuple(b for b in boosts if b.kind not in retrieving)
     expansions = tuple(b for b in boosts if b.kind in retrieving)
     for spec in active:
-        clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
         if spec.kind == Retriever.LEXICAL:
             mm = MultiMatch(understanding.lexical_text, profile.lexical.fields, type=profile.lexical.type,
                             minimum_should_match=profile.lexical.minimum_should_match, name=spec.kind)
@@ -286,6 +283,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
                             else matched.with_filter(*filters))
         else:
             dense = _dense_query(spec, vectors, fused, profile, knn_filter)
+            clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
         subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
                              0 if spec.kind == Retriever.LEXICAL else spec.k))
