@@ -110,8 +110,8 @@ class IngestOptions:
     shards: int = 1
     replicas: int = 0
     # merge the index into one segment after the load: k-NN search walks one HNSW graph per
-    # segment, so a 10k-product index answered a hybrid query in 7 ms instead of 13 ms
-    # (3 segments).  None: only when this load created the index (nothing live writes to it).
+    # segment, so a 10k-product index answered a hybrid query in 9 ms instead of 20.5 ms
+    # (3 segments; bench/bench_took.py).  None: only when this load created the index.
     force_merge: bool | None = None
 
     def __post_init__(self) -> None:

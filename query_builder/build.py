@@ -34,9 +34,9 @@ __all__ = ["BuildError", "SubQuery", "BuiltSearch", "build_search", "DISPLAY_FIE
 
 # What a hit needs for display (the product id included), read from doc values.  Bodies load no
 # stored fields at all: not _source (it would parse every stored vector of every hit) and not
-# even _id.  Measured on a 10k-product index: a hybrid query with size 1 took as long as with
-# size 10 (35 ms), and skipping stored fields took it to 9 ms, so their cost is paid for the
-# candidates, not the page.
+# even _id: a hybrid query pays for them on its candidates, not its page.  On a 10k-product
+# index, one segment, the engine took 29 ms at size 1 or 10 with stored fields, 9 ms without
+# (bench/bench_took.py, BENCHMARKS.md).
 DISPLAY_FIELDS = (fields.ID, fields.TITLE_RAW, fields.BRAND, fields.CATEGORY_LEAF, fields.PRICE, fields.RATING,
                  fields.IMAGE_URLS)
 
