@@ -8,6 +8,7 @@ from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from engine import EngineError, LocalEngine
 from engine.capabilities import detect
+from query_builder import detect_fusion
 
 from .options import connection_options, fail
 
@@ -46,7 +47,7 @@ def status(conn, as_json: bool) -> None:
     try:
         client = conn.client()
         out["health"] = client.cluster.health()["status"]
-        out.update(detect(client).as_dict())
+        out.update(detect(client, fusion_probe=detect_fusion).as_dict())
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException, TransportError
@@ -14,9 +15,9 @@ _PROBE_DIM = 2
 @dataclass(frozen=True)
 class Capabilities:
     version: str
-    knn: bool        # knn_vector with the Lucene HNSW engine, knn query with a filter
-    hybrid: bool     # neural-search hybrid query through a normalization-processor pipeline
-    rrf: bool        # neural-search score-ranker-processor (RRF)
+    knn: bool            # knn_vector with the Lucene HNSW engine, knn query with a filter
+    hybrid: bool | None  # neural-search hybrid query through a normalization-processor pipeline (None: not probed)
+    rrf: bool | None     # neural-search score-ranker-processor (RRF) (None: not probed)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -30,22 +31,24 @@ def _try(fn) -> bool:
         return False
 
 
-def detect(client: OpenSearch) -> Capabilities:
+def detect(client: OpenSearch, fusion_probe: Callable[[OpenSearch, str], Any] | None = None) -> Capabilities:
     """Probe ``client``'s cluster with a throw-away index, then remove it.
 
-    kNN is tried here; server-side fusion (hybrid + normalization, RRF) is tried by the query
-    builder's own probe, the one its ``Searcher`` routes by, against the throw-away index.
+    kNN is tried here.  Server-side fusion is the query builder's business, and the engine
+    layer does not import it: the caller hands in its probe (``query_builder.detect_fusion``,
+    the one a ``Searcher`` routes by), which is run against the throw-away index and whose
+    ``hybrid`` and ``rrf`` are reported; without one they are None (not probed).
     """
-    from query_builder.capabilities import detect_fusion
-
     version = client.info()["version"]["number"]
     index = f"cmsearch-probe-{uuid.uuid4().hex[:12]}"
-    hybrid = rrf = False
+    hybrid = rrf = None
     try:
         knn = _try(lambda: _knn_probe(client, index))
-        if knn:
-            fusion = detect_fusion(client, index)
-            hybrid, rrf = fusion.hybrid, fusion.rrf
+        if fusion_probe is not None:
+            hybrid = rrf = False
+            if knn:
+                fusion = fusion_probe(client, index)
+                hybrid, rrf = bool(fusion.hybrid), bool(fusion.rrf)
     finally:
         _try(lambda: client.indices.delete(index=index))
     return Capabilities(version=version, knn=knn, hybrid=hybrid, rrf=rrf)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch
@@ -52,6 +53,16 @@ class ConnectionSettings:
                    ca_certs=ca_certs or os.environ.get(ENV_CA), timeout=timeout)
 
     def client(self) -> OpenSearch:
+        return OpenSearch(**self._client_kwargs())
+
+    def async_client(self) -> Any:
+        """An ``AsyncOpenSearch`` with the same URL, auth and TLS settings (needs aiohttp:
+        ``pip install cmsearch[async]``); the caller closes it (``await client.close()``)."""
+        from opensearchpy import AsyncOpenSearch
+
+        return AsyncOpenSearch(**self._client_kwargs())
+
+    def _client_kwargs(self) -> dict[str, Any]:
         kwargs: dict = {"hosts": [self.url], "timeout": self.timeout, "http_compress": False}
         if self.user is not None:
             kwargs["http_auth"] = (self.user, self.password or "")
@@ -63,7 +74,7 @@ class ConnectionSettings:
                 kwargs["ca_certs"] = self.ca_certs
             if not self.verify_certs:
                 kwargs["ssl_assert_hostname"] = False
-        return OpenSearch(**kwargs)
+        return kwargs
 
     def redact(self, text: str) -> str:
         """``text`` with this connection's password (and any URL user-info) removed."""

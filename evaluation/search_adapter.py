@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from query_builder import (BuildError, Encoders, Profile, QueryImage, Retriever, SearchRequest, Searcher,
-                           detect_fusion, encode, load_profile)
-from query_builder.build import request_inputs as build_inputs
+from query_builder import (BuildError, Encoders, Profile, QueryImage, SearchRequest, Searcher, detect_fusion, encode,
+                           load_profile)
+from query_builder.bodies import request_inputs as build_inputs
 from query_builder.request import MAX_PAGE_SIZE
 from query_builder.understand import Understanding
 
@@ -90,7 +90,7 @@ class SearchFactory:
                 result = searcher.search(req)
             except BuildError:
                 # lexical needs tokens, which a punctuation-only text or OCR text may not yield
-                if not any(r.kind != Retriever.LEXICAL for r in searcher.profile.active(request_inputs(req))):
+                if all(r.entry.lexical for r in searcher.profile.active(request_inputs(req))):
                     raise NotApplicable(f"profile {searcher.profile.name}: nothing searchable in {q.label!r}") from None
                 raise
             return [h.id for h in result.hits]

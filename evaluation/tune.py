@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from query_builder.fusion_methods import FUSION_METHODS
+
 from .judgments import JudgmentSet
 from .metrics import DEFAULT_METRICS, MetricSpec
 from .runner import EvalRun, ProfileSummary, SearchFn, run_profiles, summarize
@@ -156,7 +158,8 @@ def default_space(profile: Mapping[str, Any]) -> ParameterSpace:
         params += [Param(f"retrievers.{r['kind']}.weight", 0.05, 1.0, log=True) for r in retrievers]
     params += [Param(f"retrievers.{r['kind']}.k", choices=(25, 50, 100, 200)) for r in retrievers]
     fusion = profile.get("fusion") or {}
-    if len(retrievers) > 1 and fusion.get("normalization") == "rrf":
+    method = FUSION_METHODS.get(fusion.get("normalization", "min_max"))
+    if len(retrievers) > 1 and method is not None and method.rank_based:
         params.append(Param("fusion.rank_constant", 5, 100, integer=True))
     boosts = profile.get("boosts") or {}
     if boosts.get("enabled", True):

@@ -13,24 +13,31 @@ Building needs no connection::
 Running it, with server- or client-side fusion chosen by what the cluster can do::
 
     Searcher(client, "hybrid_minmax", encoders, index="products").search(request)
+    await AsyncSearcher(async_client, "hybrid_minmax", encoders, index="products").search(request)
+
+What a retriever kind and a fusion method are lives in two registries,
+:mod:`query_builder.retrievers` and :mod:`query_builder.fusion_methods`.
 """
-from .build import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
-from .capabilities import FusionCapabilities, detect_fusion
+from .async_searcher import AsyncSearcher
+from .bodies import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
 from .encode import (Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode,
                      encoders_from_dir)
 from .facets import FacetBucket, Facets, facet_aggs, parse_facets
 from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
-from .pipeline import SearchPipeline, search_pipeline
-from .profile import (BoostSpec, FacetSpec, FusionSpec, LexicalSpec, PhotoSpec, Profile, ProfileError, Retriever,
+from .fusion_methods import (COMBINATION_METHODS, FUSION_METHODS, Combination, FusionMethod, register_combination,
+                             register_fusion)
+from .fusion_probe import FusionCapabilities, detect_fusion
+from .profile import (BoostSpec, FacetSpec, FusionSpec, LexicalSpec, PhotoSpec, Profile, ProfileError,
                       RetrieverSpec, load_profile, shipped_profiles)
 from .request import Filters, NumberRange, QueryImage, QueryVectors, RequestError, SearchRequest
 from .results import Hit, HitExplain, RetrieverScore, SearchResult
+from .retrievers import RETRIEVERS, RetrieverKind, register as register_retriever
 from .searcher import SearchError, Searcher
 from .understand import CategoryBoost, Understanding, understand
 
 __all__ = [
     "SearchRequest", "Filters", "NumberRange", "QueryImage", "QueryVectors", "RequestError",
-    "Profile", "ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
+    "Profile", "ProfileError", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
     "FacetSpec", "load_profile", "shipped_profiles",
     "understand", "Understanding", "CategoryBoost",
     "Encoders", "TextEncoderLike", "ImageEncoderLike", "encode", "decode_image", "QueryImageError",
@@ -38,6 +45,8 @@ __all__ = [
     "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
     "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
     "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",
-    "FusionCapabilities", "detect_fusion", "Searcher", "SearchError", "SearchResult", "Hit", "HitExplain",
-    "RetrieverScore",
+    "FusionCapabilities", "detect_fusion", "Searcher", "AsyncSearcher", "SearchError", "SearchResult", "Hit",
+    "HitExplain", "RetrieverScore",
+    "RETRIEVERS", "RetrieverKind", "register_retriever",
+    "FUSION_METHODS", "COMBINATION_METHODS", "FusionMethod", "Combination", "register_fusion", "register_combination",
 ]

@@ -160,9 +160,6 @@ class Bool:
     def with_filter(self, *clauses: Query) -> "Bool":
         return replace(self, filter=(*self.filter, *clauses))
 
-    def with_should(self, *clauses: Query) -> "Bool":
-        return replace(self, should=(*self.should, *clauses))
-
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
         for part in ("must", "should", "filter", "must_not"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .build import BuiltSearch
+from .bodies import BuiltSearch
 from .fusion import FusedDoc, RankedList, fuse
 from .results import HitExplain, RetrieverScore, hit_id, matched_boosts
 
@@ -27,10 +27,8 @@ def ranked_lists(built: BuiltSearch, responses: Sequence[Mapping[str, Any]]) -> 
 def fusion_label(built: BuiltSearch, path: str) -> str:
     if not built.is_fused:
         return f"{built.retrievers[0]} only"
-    f = built.fusion
     weights = ", ".join(f"{r}={w:g}" for r, w in zip(built.retrievers, built.weights))
-    how = f"rrf (rank_constant {f.rank_constant})" if f.is_rrf else f"{f.normalization} + {f.combination}"
-    return f"{how}; weights {weights}; {path}-side"
+    return f"{built.fusion.label}; weights {weights}; {path}-side"
 
 
 def explain_hits(built: BuiltSearch, responses: Sequence[Mapping[str, Any]], final_scores: Mapping[str, float],

@@ -18,63 +18,18 @@ from typing import Any, Mapping
 
 from mappings import fields as schema
 
-__all__ = ["ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
-           "FacetSpec", "Profile", "load_profile", "shipped_profiles", "NORMALIZATIONS", "COMBINATIONS",
-           "FUSION_MODES", "REQUEST_KINDS", "request_kind", "INPUTS", "INPUT_TEXT", "INPUT_TEXT_VECTOR", "INPUT_IMAGE_VECTOR",
-           "INPUT_IMAGE_FEATURE"]
+from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS, FusionMethod, fusion_method
+from .retrievers import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, INPUTS,
+                         REQUEST_KINDS, RETRIEVERS, RetrieverKind, request_kind, retriever)
+
+__all__ = ["ProfileError", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
+           "FacetSpec", "Profile", "load_profile", "shipped_profiles", "FUSION_MODES"]
 
 
 class ProfileError(ValueError):
     """The profile is malformed; the message names the key and the allowed values."""
 
 
-# names of a request's inputs (what ``Profile.active`` is asked about): the query's words, and
-# its vectors; the text vector input is named for the field it searches
-INPUT_TEXT = "text"
-INPUT_TEXT_VECTOR = schema.TEXT_VECTOR
-INPUT_IMAGE_VECTOR = "image_vector"
-INPUT_IMAGE_FEATURE = "image_feature"
-INPUTS = (INPUT_TEXT, INPUT_TEXT_VECTOR, INPUT_IMAGE_VECTOR, INPUT_IMAGE_FEATURE)
-
-
-class Retriever:
-    """Retriever kinds, and what each needs from the request."""
-
-    LEXICAL = "lexical"                  # multi_match over the tokenized text fields
-    TEXT_KNN = "text_knn"                # query text vector  -> text_vector
-    TEXT_IMAGE_KNN = "text_image_knn"    # query text vector  -> nested image vectors (shared space)
-    IMAGE_IMAGE_KNN = "image_image_knn"  # photo raw feature  -> nested image features
-    IMAGE_TEXT_KNN = "image_text_knn"    # photo shared vector -> text_vector
-    FUSED_KNN = "fused_knn"              # text and/or photo   -> fused_vector
-
-    ALL = (LEXICAL, TEXT_KNN, TEXT_IMAGE_KNN, IMAGE_IMAGE_KNN, IMAGE_TEXT_KNN, FUSED_KNN)
-    DENSE = ALL[1:]
-    TEXT_DENSE = (TEXT_KNN, TEXT_IMAGE_KNN)   # k-NN searches with the query text's vector alone
-    # which request inputs make a retriever runnable (any one listed input suffices)
-    NEEDS: Mapping[str, tuple[str, ...]] = {
-        LEXICAL: (INPUT_TEXT,),
-        TEXT_KNN: (INPUT_TEXT_VECTOR,),
-        TEXT_IMAGE_KNN: (INPUT_TEXT_VECTOR,),
-        IMAGE_IMAGE_KNN: (INPUT_IMAGE_FEATURE,),
-        IMAGE_TEXT_KNN: (INPUT_IMAGE_VECTOR,),
-        FUSED_KNN: (INPUT_TEXT_VECTOR, INPUT_IMAGE_VECTOR),
-    }
-
-
-# the kinds of request a retriever may be limited to (``RetrieverSpec.requests``)
-REQUEST_TEXT, REQUEST_IMAGE, REQUEST_BOTH = "text", "image", "text+image"
-REQUEST_KINDS = (REQUEST_TEXT, REQUEST_IMAGE, REQUEST_BOTH)
-
-
-def request_kind(inputs: set[str]) -> str | None:
-    """``text``, ``image`` or ``text+image`` for a request's inputs (None for no inputs)."""
-    text = bool(inputs & {INPUT_TEXT, INPUT_TEXT_VECTOR})
-    image = bool(inputs & {INPUT_IMAGE_VECTOR, INPUT_IMAGE_FEATURE})
-    return REQUEST_BOTH if text and image else REQUEST_TEXT if text else REQUEST_IMAGE if image else None
-
-
-NORMALIZATIONS = ("min_max", "l2", "z_score", "rrf")
-COMBINATIONS = ("arithmetic_mean", "geometric_mean", "harmonic_mean")
 FUSION_MODES = ("auto", "server", "client")
 
 
@@ -98,35 +53,38 @@ def _positive(value: Any, where: str, *, integer: bool = False, allow_zero: bool
 
 @dataclass(frozen=True)
 class RetrieverSpec:
-    """One retriever: its kind, fusion weight, k, and how boosts are scaled to its score range.
+    """One retriever in a profile: its kind (a :mod:`query_builder.retrievers` entry), fusion
+    weight, k, and how boosts are scaled to its score range.
 
     ``boost_scale`` exists because a BM25 score is unbounded (often 5 to 20)
     while a cosine k-NN score lies in [0, 1]: the same boost strengths must be
-    expressed in each retriever's own units.  Unset, it is 2.0 for lexical and
-    0.05 for k-NN.
+    expressed in each retriever's own units.  Unset, it is the kind's default.
 
     ``requests`` limits the retriever to some kinds of request (``text``,
-    ``image``, ``text+image``); unset, it runs whenever its input is there.
-    The fused-vector k-NN, for one, earns its cost only when a photo is given.
+    ``image``, ``text+image``); unset, the kind's default (every kind, for the
+    shipped retrievers: it runs whenever its input is there).  The fused-vector
+    k-NN, for one, earns its cost only when a photo is given.
     """
 
     kind: str
     weight: float = 1.0
     k: int = 100
     boost_scale: float | None = None
-    requests: tuple[str, ...] = REQUEST_KINDS
+    requests: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in Retriever.ALL:
-            raise ProfileError(f"unknown retriever {self.kind!r}; allowed: {list(Retriever.ALL)}")
+        if self.kind not in RETRIEVERS:
+            raise ProfileError(f"unknown retriever {self.kind!r}; allowed: {list(RETRIEVERS)}")
+        entry = RETRIEVERS[self.kind]
         _positive(self.weight, f"retriever {self.kind}: weight")
         _positive(self.k, f"retriever {self.kind}: k", integer=True)
         if self.k > 10_000:
             raise ProfileError(f"retriever {self.kind}: k must be at most 10000")
         if self.boost_scale is None:
-            object.__setattr__(self, "boost_scale", 2.0 if self.kind == Retriever.LEXICAL else 0.05)
+            object.__setattr__(self, "boost_scale", entry.boost_scale)
         _positive(self.boost_scale, f"retriever {self.kind}: boost_scale", allow_zero=True)
-        reqs = (self.requests,) if isinstance(self.requests, str) else tuple(self.requests)
+        reqs = entry.requests if self.requests is None else \
+            (self.requests,) if isinstance(self.requests, str) else tuple(self.requests)
         bad = [r for r in reqs if r not in REQUEST_KINDS]
         if bad or not reqs:
             raise ProfileError(f"retriever {self.kind}: requests {list(reqs)}; allowed: a non-empty subset of "
@@ -139,8 +97,13 @@ class RetrieverSpec:
             return cls(kind=data)
         return cls(**_strict(cls, data, "retriever"))
 
+    @property
+    def entry(self) -> RetrieverKind:
+        """What this kind of retriever is (its field, query vector, nesting)."""
+        return retriever(self.kind)
+
     def runnable(self, inputs: set[str]) -> bool:
-        return request_kind(inputs) in self.requests and any(need in inputs for need in Retriever.NEEDS[self.kind])
+        return request_kind(inputs) in self.requests and any(need in inputs for need in self.entry.needs)
 
 
 @dataclass(frozen=True)
@@ -201,8 +164,9 @@ class LexicalSpec:
 class FusionSpec:
     """How sub-query results become one list.
 
-    - ``normalization``: ``min_max``, ``l2``, ``z_score`` (score based) or ``rrf`` (rank based).
-    - ``combination``: mean used after score normalization (ignored by rrf).
+    - ``normalization``: a :mod:`query_builder.fusion_methods` entry: ``min_max``, ``l2``,
+      ``z_score`` (score based) or ``rrf`` (rank based).
+    - ``combination``: mean used after score normalization (ignored by rank-based methods).
     - ``rank_constant``: RRF's k in ``1 / (k + rank)``.
     - ``mode``: ``server`` (neural-search hybrid query and a search pipeline; an
       error if the cluster cannot), ``client`` (one msearch, fused in Python),
@@ -215,10 +179,10 @@ class FusionSpec:
     mode: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.normalization not in NORMALIZATIONS:
-            raise ProfileError(f"fusion normalization {self.normalization!r}; allowed: {list(NORMALIZATIONS)}")
-        if self.combination not in COMBINATIONS:
-            raise ProfileError(f"fusion combination {self.combination!r}; allowed: {list(COMBINATIONS)}")
+        if self.normalization not in FUSION_METHODS:
+            raise ProfileError(f"fusion normalization {self.normalization!r}; allowed: {list(FUSION_METHODS)}")
+        if self.combination not in COMBINATION_METHODS:
+            raise ProfileError(f"fusion combination {self.combination!r}; allowed: {list(COMBINATION_METHODS)}")
         if self.mode not in FUSION_MODES:
             raise ProfileError(f"fusion mode {self.mode!r}; allowed: {list(FUSION_MODES)}")
         _positive(self.rank_constant, "fusion rank_constant", integer=True)
@@ -226,8 +190,14 @@ class FusionSpec:
             raise ProfileError("fusion rank_constant must be at most 10000")
 
     @property
-    def is_rrf(self) -> bool:
-        return self.normalization == "rrf"
+    def method(self) -> FusionMethod:
+        """The fusion registry's entry for ``normalization``."""
+        return fusion_method(self.normalization)
+
+    @property
+    def label(self) -> str:
+        """How explain names this fusion, e.g. ``min_max + arithmetic_mean``."""
+        return self.method.label(self.combination, self.rank_constant)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FusionSpec":
@@ -412,10 +382,6 @@ class Profile:
         d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
         d["fused_weights"] = list(self.fused_weights)
         return d
-
-    @classmethod
-    def load(cls, source: str | Path | Mapping[str, Any]) -> "Profile":
-        return load_profile(source)
 
 
 def shipped_profiles() -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from mappings import fields
 
 from .facets import Facets
-from .profile import Retriever
+from .retrievers import RETRIEVERS
 from .understand import Understanding
 
 __all__ = ["RetrieverScore", "HitExplain", "Hit", "SearchResult", "hit_from_source", "hit_id", "best_image_url",
@@ -65,9 +65,6 @@ class SearchResult:
         return d
 
 
-_IMAGE_RETRIEVER_ORDER = (Retriever.IMAGE_IMAGE_KNN, Retriever.TEXT_IMAGE_KNN)
-
-
 def _url_from(src: Mapping[str, Any]) -> str | None:
     for key in (fields.nested(fields.IMAGE_URL), fields.IMAGE_URL):  # doc values name the full path
         if src.get(key):
@@ -83,7 +80,9 @@ def _url_from(src: Mapping[str, Any]) -> str | None:
 def best_image_url(hit: Mapping[str, Any]) -> str | None:
     """The inner hit of an image retriever (photo match first), else the product's first image."""
     inner = hit.get("inner_hits") or {}
-    for name in _IMAGE_RETRIEVER_ORDER:
+    image_retrievers = sorted((k for k in RETRIEVERS.values() if k.nested and k.name in inner),
+                              key=lambda k: k.image_priority)
+    for name in (k.name for k in image_retrievers):
         hits = (((inner.get(name) or {}).get("hits") or {}).get("hits")) or []
         if hits:
             url = _url_from(_display_fields(hits[0]))

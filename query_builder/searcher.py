@@ -1,61 +1,32 @@
-"""Running a search: the thin layer between the pure builder and an OpenSearch client.
+"""Running a search with a blocking client: the thin layer between the pure builder and OpenSearch.
 
-``Searcher(client, profile).search(request)`` encodes (if encoders are given),
-understands, builds, then runs the search one of three ways:
-
-- *single*: the profile leaves one retriever for this request; a plain search;
-- *server*: a ``hybrid`` query fused by a search pipeline (created on first use);
-- *client*: when the cluster cannot fuse this way (no neural-search, a
-  technique it lacks, weighted RRF, more than five retrievers), one ``msearch``
-  of the sub-queries, fused in Python with the same semantics.
-
-Whether the server can fuse is found out once per searcher, by trying.
+``Searcher(client, profile).search(request)`` encodes (if encoders are given), understands,
+builds, then runs the search as :mod:`query_builder.search_flow` describes (single, server-
+or client-side fusion).  Whether the server can fuse is found out once per searcher, by trying.
+:class:`~query_builder.async_searcher.AsyncSearcher` is the same over ``AsyncOpenSearch``.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from analysis import AliasTable, Vocabulary
 
-from analysis import AliasTable, Tokenizer, Vocabulary
-from mappings import fields
-
-from .build import BuiltSearch, build_search
-from .capabilities import FusionCapabilities, detect_fusion
-from .dsl import Bool, Exists, Knn, Nested, transform
-from .encode import Encoders, encode
-from .explain import explain_hits, ranked_lists
-from .facets import Facets, parse_facets
-from .fusion import fuse
-from .profile import Profile, Retriever, load_profile
+from . import calls
+from .bodies import BuiltSearch
+from .encode import Encoders
+from .fusion_probe import FusionCapabilities
+from .profile import Profile
 from .request import SearchRequest
-from .results import SearchResult, hit_from_source, hit_id
-from .understand import understand
+from .results import SearchResult
+from .search_flow import SearchError, SearcherCore, nested_shortfall
 
 __all__ = ["SearchError", "Searcher", "nested_shortfall"]
 
-NESTED_RETRIEVERS = (Retriever.TEXT_IMAGE_KNN, Retriever.IMAGE_IMAGE_KNN)
 
-
-class SearchError(RuntimeError):
-    """The engine refused or failed the search; the message says what it answered."""
-
-
-def _engine_message(exc: Exception) -> str:
-    info = getattr(exc, "info", None)
-    if isinstance(info, Mapping):
-        err = info.get("error")
-        if isinstance(err, Mapping):
-            root = (err.get("root_cause") or [{}])[0]
-            return f"{err.get('type', '')}: {root.get('reason') or err.get('reason') or ''}".strip(": ")
-    return str(getattr(exc, "error", "") or exc)
-
-
-class Searcher:
-    """Searches one product index with one profile.
+class Searcher(SearcherCore):
+    """Searches one product index with one profile, over a blocking ``OpenSearch`` client.
 
     - ``encoders``: compute query vectors from text and photos; without them a
       request must carry precomputed vectors for the dense retrievers (the
@@ -65,230 +36,54 @@ class Searcher:
       index's facets on first use and re-read after ``vocabulary_max_age_s``
       or on :meth:`refresh_vocabulary`.
     - ``capabilities``: skip probing (e.g. share one probe between searchers).
+
+    **Thread safety**: one ``Searcher`` may be shared by any number of threads (a
+    backend's worker pool), and a search gives the same result whichever thread runs
+    it.  Its profile, encoders and index are read-only after construction; what it finds
+    once (fusion capabilities, vocabulary and tokenizer, pipelines already put) is
+    guarded by a lock held only for a look-up or an update, never across a cluster call,
+    and the probe runs once however many threads ask at the same time.  It relies on the
+    parts it is given being thread-safe too: opensearch-py's client (a connection pool),
+    onnxruntime sessions (``run`` may be called concurrently) and the jieba tokenizer
+    (built once under its own lock).  ``tests/test_async_searcher.py`` keeps this promise.
     """
 
     def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
                  encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
                  capabilities: FusionCapabilities | None = None) -> None:
-        self.client = client
-        self.profile = load_profile(profile)
-        self.encoders = encoders
-        self.index = index
-        self.aliases = aliases
-        self.vocabulary_max_age_s = vocabulary_max_age_s
-        self._lock = threading.Lock()
-        self._caps = capabilities
-        self._vocab = vocabulary
-        self._vocab_at = time.monotonic() if vocabulary is not None else 0.0
-        self._tokenizer: Tokenizer | None = None
-        self._pipelines: set[str] = set()
+        super().__init__(client, profile, encoders, index=index, aliases=aliases, vocabulary=vocabulary,
+                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities)
+        self._probe_lock = threading.Lock()
 
     # --- state found once ---------------------------------------------------------------
     def capabilities(self) -> FusionCapabilities:
         """Server-side fusion this cluster supports (probed on first call, then cached)."""
-        with self._lock:
-            if self._caps is None:
-                try:
-                    self._caps = detect_fusion(self.client, self.index)
-                except NotFoundError:
-                    raise SearchError(f"index {self.index!r} does not exist") from None
-            return self._caps
+        caps = self._cached_capabilities()
+        if caps is not None:
+            return caps
+        with self._probe_lock:   # one probe, however many threads ask at once
+            caps = self._cached_capabilities()
+            if caps is None:
+                caps = self._set_capabilities(calls.run_sync(self.client, self._capabilities_flow()))
+            return caps
 
     def refresh_vocabulary(self) -> Vocabulary:
         """Re-read brands and categories from the index (e.g. after an ingest)."""
-        try:
-            vocab = Vocabulary.from_index(self.client, self.index, self.aliases)
-        except NotFoundError:
-            raise SearchError(f"index {self.index!r} does not exist") from None
-        except (OpenSearchException, TransportError) as exc:
-            raise SearchError(f"reading the vocabulary of {self.index!r} failed: {_engine_message(exc)}") from None
-        tokenizer = Tokenizer(vocab.words())
-        with self._lock:
-            self._vocab, self._tokenizer, self._vocab_at = vocab, tokenizer, time.monotonic()
-        return vocab
+        return self._set_vocabulary(calls.run_sync(self.client, self._vocabulary_flow()))
 
     def vocabulary(self) -> Vocabulary:
-        with self._lock:
-            vocab, at = self._vocab, self._vocab_at
-        if vocab is None or time.monotonic() - at > self.vocabulary_max_age_s:
-            return self.refresh_vocabulary()
-        return vocab
+        vocab = self._fresh_vocabulary()
+        return vocab if vocab is not None else self.refresh_vocabulary()
 
-    def _tokenizer_for(self, vocab: Vocabulary) -> Tokenizer:
-        with self._lock:
-            if self._tokenizer is None:
-                self._tokenizer = Tokenizer(vocab.words())
-            return self._tokenizer
-
-    # --- building ---------------------------------------------------------------------
+    # --- building and running -----------------------------------------------------------
     def prepare(self, request: SearchRequest) -> BuiltSearch:
         """Encode, understand and build, without running anything on the cluster."""
-        vocab = self.vocabulary()
-        if self.encoders is not None:
-            request = encode(request, self.encoders)
-        u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
-        return build_search(request, self.profile, u, vocabulary=vocab)
+        return self._build(request, self.vocabulary())
 
-    def _route(self, built: BuiltSearch) -> tuple[str, str | None]:
-        if not built.is_fused:
-            return "single", None
-        if built.fusion.mode == "client":
-            return "client", None
-        if not built.server_fits:
-            why = "more retrievers than a hybrid query holds"
-        else:
-            ok, why = self.capabilities().supports(built.fusion, built.weights)
-            if ok:
-                return "server", None
-        if built.fusion.mode == "server":
-            raise SearchError(f"profile {self.profile.name} asks for server-side fusion, but {why}")
-        return "client", f"fused client-side: {why}"
-
-    # --- running ----------------------------------------------------------------------
     def search(self, request: SearchRequest) -> SearchResult:
         """Run ``request``; bad input raises :class:`RequestError`, engine failures :class:`SearchError`."""
         t0 = time.perf_counter()
         built = self.prepare(request)
-        path, why = self._route(built)
-        notes = list(built.notes) + ([why] if why else [])
-        try:
-            if path == "client":
-                raw_hits, total, facets, sub_responses = self._run_client(built, notes)
-            else:
-                raw_hits, total, facets = self._run_server(built, path)
-                sub_responses = None
-            hits = [hit_from_source(h, score) for h, score in raw_hits]
-            if request.explain:
-                if sub_responses is None:
-                    sub_responses = self._msearch(built, with_facets=False)
-                expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)
-                hits = [replace(h, explain=expl.get(h.id)) for h in hits]
-        except NotFoundError:
-            raise SearchError(f"index {self.index!r} does not exist") from None
-        except (OpenSearchException, TransportError) as exc:
-            raise SearchError(f"search on {self.index!r} failed: {_engine_message(exc)}") from None
-        return SearchResult(hits=tuple(hits), total=total, facets=facets, notes=tuple(notes), fusion_path=path,
-                            profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
-                            took_ms=(time.perf_counter() - t0) * 1000)
-
-    def _ensure_pipeline(self, built: BuiltSearch) -> None:
-        p = built.pipeline
-        with self._lock:
-            if p is None or p.name in self._pipelines:
-                return
-        # PUT is idempotent: two threads racing here both write the same body
-        self.client.transport.perform_request("PUT", f"/_search/pipeline/{p.name}", body=p.body)
-        with self._lock:
-            self._pipelines.add(p.name)
-
-    def _run_server(self, built: BuiltSearch, path: str) -> tuple[list[tuple[dict, float]], int, Facets]:
-        body = built.body()
-        if path == "server":
-            self._ensure_pipeline(built)
-            if not self.capabilities().pagination_depth:
-                body["query"]["hybrid"].pop("pagination_depth", None)
-        resp = self.client.search(index=self.index, body=body, params=built.params())
-        raw = [dict(h) for h in resp["hits"]["hits"]]
-        if path == "server":
-            self._attach_best_images(built, raw)
-        return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
-
-    def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> None:
-        """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
-        body = built.best_image_body([hit_id(h) for h in raw])
-        if body is None:
-            return
-        inner = {hit_id(h): h.get("inner_hits") or {} for h in self.client.search(index=self.index, body=body)
-                 ["hits"]["hits"]}
-        for h in raw:
-            h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(hit_id(h), {})}
-
-    def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> list[Mapping[str, Any]]:
-        lines = built.msearch_body(self.index)
-        if not with_facets and built.facet_body() is not None:
-            lines = lines[:-2]
-        responses = self.client.msearch(body=lines)["responses"]
-        for sub, resp in zip([*built.retrievers, "facets"], responses):
-            _raise_for(resp, sub, self.index)
-        return responses
-
-    def _run_client(self, built: BuiltSearch, notes: list[str]
-                    ) -> tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]]]:
-        responses = self._msearch(built, with_facets=True)
-        n = len(built.sub_queries)
-        subs, facet_resp = list(responses[:n]), (responses[n] if len(responses) > n else None)
-        self._compensate_nested_shortfall(built, subs, notes)
-        by_id = _merge_hits(subs)
-        if built.is_fused:
-            order = [(d.id, d.score) for d in fuse(ranked_lists(built, subs), built.weights, built.fusion)]
-        else:
-            order = [(hit_id(h), float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
-        page = order[built.offset: built.offset + built.size]
-        total = _total(facet_resp) if facet_resp is not None else len(order)
-        facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
-        return [(by_id[doc], score) for doc, score in page], total, facets, subs
-
-    def _compensate_nested_shortfall(self, built: BuiltSearch, subs: list[Mapping[str, Any]],
-                                     notes: list[str]) -> None:
-        """Re-run a filtered nested-image k-NN that came back short, with a larger k.
-
-        Efficient filtering over nested vectors has returned fewer than k
-        products in k-NN 2.x (k-NN issue 2347).  When a nested retriever lists
-        fewer products than it should and more products match the filters, its
-        k is raised (x4, at most 10000) and it runs once more.
-        """
-        if not built.filters:
-            return
-        for i, sub in enumerate(built.sub_queries):
-            if sub.retriever not in NESTED_RETRIEVERS:
-                continue
-            got = len(((subs[i].get("hits") or {}).get("hits")) or [])
-            want = min(sub.k, built.depth)
-            if got >= want:
-                continue
-            matching = self.client.count(index=self.index, body={"query": Bool(
-                filter=(*built.filters, Nested(fields.IMAGES, Exists(fields.nested(fields.IMAGE_VECTOR))))
-            ).to_dict()})["count"]
-            if not nested_shortfall(got, want, matching):
-                continue
-            bigger = transform(sub.query, lambda q: replace(q, k=min(q.k * 4, 10_000)) if isinstance(q, Knn) else q)
-            resp = self.client.search(index=self.index, body=built.sub_query_body(i, bigger))
-            _raise_for(resp, sub.retriever, self.index)
-            notes.append(f"{sub.retriever}: filtered nested k-NN returned {got} of {want} products "
-                         f"({matching} match the filters); re-ran with a larger k and got "
-                         f"{len(resp['hits']['hits'])}")
-            subs[i] = resp
-
-
-def nested_shortfall(got: int, want: int, matching: int) -> bool:
-    """True when a nested k-NN returned fewer products than it could have."""
-    return got < want and got < matching
-
-
-def _raise_for(resp: Mapping[str, Any], what: str, index: str) -> None:
-    if "error" not in resp:
-        return
-    err = resp["error"]
-    if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
-        raise SearchError(f"index {index!r} does not exist")
-    reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
-    raise SearchError(f"retriever {what} failed on {index!r}: {reason or err}")
-
-
-def _total(resp: Mapping[str, Any]) -> int:
-    t = (resp.get("hits") or {}).get("total")
-    if isinstance(t, Mapping):
-        return int(t.get("value", 0))
-    return int(t or 0)
-
-
-def _merge_hits(responses: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One raw hit per doc id, with the inner hits (best images) of every retriever merged in."""
-    out: dict[str, dict[str, Any]] = {}
-    for resp in responses:
-        for h in ((resp.get("hits") or {}).get("hits")) or []:
-            cur = out.setdefault(hit_id(h), {**h, "inner_hits": dict(h.get("inner_hits") or {})})
-            if cur is not h:
-                cur["inner_hits"].update(h.get("inner_hits") or {})
-    return out
+        caps = self.capabilities() if self._needs_capabilities(built) else None
+        return calls.run_sync(self.client, self._search_flow(request, built, caps, t0))

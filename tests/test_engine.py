@@ -9,6 +9,7 @@ import pytest
 import mappings
 from engine import LocalEngine
 from engine.capabilities import detect
+from query_builder import detect_fusion
 from mappings import VectorDims, fields as F
 from plugin_ingest.index_admin import IndexExistsError, check_index, create_product_index
 
@@ -106,7 +107,7 @@ def test_bool_of_match_and_knn(os_client, product_index, tokenizer):
     {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": 60}}},
 ], ids=["min_max", "rrf"])
 def test_hybrid_through_pipeline(os_client, product_index, tokenizer, processor):
-    caps = detect(os_client)
+    caps = detect(os_client, fusion_probe=detect_fusion)
     if not caps.hybrid:
         pytest.skip("neural-search did not load: no hybrid query on this node")
     pipe = f"{product_index}-pipe"
@@ -123,8 +124,10 @@ def test_hybrid_through_pipeline(os_client, product_index, tokenizer, processor)
 
 
 def test_capabilities_found_by_trying(os_client):
-    caps = detect(os_client)
+    caps = detect(os_client, fusion_probe=detect_fusion)
     assert caps.knn and caps.hybrid and caps.rrf
+    alone = detect(os_client)          # the engine layer alone probes no fusion
+    assert alone.knn and alone.hybrid is None and alone.rrf is None
 
 
 def test_second_start_reuses_the_running_node(local_engine):

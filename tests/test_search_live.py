@@ -23,7 +23,7 @@ from mappings import VectorDims
 from mappings import fields as F
 from query_builder import (Filters, NumberRange, Profile, QueryVectors, SearchError, Searcher, SearchRequest,
                            detect_fusion, load_profile)
-from query_builder.capabilities import FusionCapabilities
+from query_builder.fusion_probe import FusionCapabilities
 
 pytestmark = pytest.mark.engine
 

@@ -23,10 +23,11 @@ from .boosts import BOOST_KINDS, EXPANSION_KINDS, Boost, boost_clauses, plan_boo
 from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MultiMatch, Nested, Query
 from .facets import facet_aggs
 from .filters import filter_clauses, filter_query
-from .pipeline import SearchPipeline, search_pipeline
-from .profile import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, FusionSpec, Profile,
-                      Retriever, RetrieverSpec)
+from .profile import FusionSpec, Profile, RetrieverSpec
 from .request import QueryVectors, SearchRequest
+from .retrievers import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, VECTOR_FUSED,
+                         RetrieverKind)
+from .search_pipelines import SearchPipeline, search_pipeline
 from .understand import Understanding
 
 __all__ = ["BuildError", "SubQuery", "BuiltSearch", "build_search", "DISPLAY_FIELDS", "fused_query_vector",
@@ -203,26 +204,23 @@ class BuiltSearch:
         return lines
 
 
+def _query_vector(entry: RetrieverKind, vectors: QueryVectors, fused: tuple[float, ...] | None
+                  ) -> tuple[float, ...] | None:
+    return fused if entry.vector == VECTOR_FUSED else getattr(vectors, entry.vector)
+
+
 def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float, ...] | None,
                  profile: Profile, knn_filter: Query | None) -> Query:
-    kind = spec.kind
-    nested_k = max(spec.k, int(math.ceil(spec.k * profile.nested_overfetch)))
-    if kind == Retriever.TEXT_KNN:
-        return Knn(fields.TEXT_VECTOR, vectors.text, spec.k, filter=knn_filter, name=kind)
-    if kind == Retriever.IMAGE_TEXT_KNN:
-        return Knn(fields.TEXT_VECTOR, vectors.image, spec.k, filter=knn_filter, name=kind)
-    if kind == Retriever.FUSED_KNN:
-        return Knn(fields.FUSED_VECTOR, fused, spec.k, filter=knn_filter, name=kind)
+    entry = spec.entry
+    vector = _query_vector(entry, vectors, fused)
+    if not entry.nested:
+        return Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind)
     # nested image vectors: a product scores as its best image (score_mode max), and the
     # best image itself comes back as an inner hit
-    if kind == Retriever.TEXT_IMAGE_KNN:
-        inner = Knn(fields.nested(fields.IMAGE_VECTOR), vectors.text, nested_k, filter=knn_filter)
-    elif kind == Retriever.IMAGE_IMAGE_KNN:
-        inner = Knn(fields.nested(fields.IMAGE_FEATURE), vectors.image_feature, nested_k, filter=knn_filter)
-    else:  # pragma: no cover - Retriever.ALL is closed
-        raise BuildError(f"no builder for retriever {kind}")
-    return Nested(fields.IMAGES, inner, score_mode="max", name=kind,
-                  inner_hits=InnerHits(name=kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
+    nested_k = max(spec.k, int(math.ceil(spec.k * profile.nested_overfetch)))
+    inner = Knn(entry.field_path, vector, nested_k, filter=knn_filter)
+    return Nested(fields.IMAGES, inner, score_mode="max", name=spec.kind,
+                  inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
 
 
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
@@ -239,14 +237,14 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     words = len(understanding.tokens)
     dropped: list[str] = []
     if profile.verbose_query_words and words >= profile.verbose_query_words and \
-            any(r.kind == Retriever.LEXICAL for r in active):
-        dropped = [r.kind for r in active if r.kind in Retriever.TEXT_DENSE]
+            any(r.entry.lexical for r in active):
+        dropped = [r.kind for r in active if r.entry.text_vector_only]
         if dropped:
-            active = tuple(r for r in active if r.kind not in Retriever.TEXT_DENSE)
+            active = tuple(r for r in active if not r.entry.text_vector_only)
             notes.append(f"a {words}-word query: {dropped} left out, the words decide "
                          f"(profile verbose_query_words {profile.verbose_query_words})")
     if not active:
-        needs = {r.kind: list(Retriever.NEEDS[r.kind]) for r in profile.retrievers}
+        needs = {r.kind: list(r.entry.needs) for r in profile.retrievers}
         have = sorted(inputs) or ["nothing usable"]
         raise BuildError(f"profile {profile.name} has no retriever for this request (it has {have}); "
                          f"its retrievers need: {needs}. Pass encoders or precomputed vectors for dense retrievers.")
@@ -263,7 +261,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     knn_filter = filter_query(filters)
     boosts = plan_boosts(understanding, profile.boosts, request.context_product_ids)
     fused = fused_query_vector(vectors, profile.fused_weights) if any(
-        r.kind == Retriever.FUSED_KNN for r in active) else None
+        r.entry.vector == VECTOR_FUSED for r in active) else None
 
     total_w = sum(r.weight for r in active)
     subs: list[SubQuery] = []
@@ -271,7 +269,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     lifts = tuple(b for b in boosts if b.kind not in retrieving)
     expansions = tuple(b for b in boosts if b.kind in retrieving)
     for spec in active:
-        if spec.kind == Retriever.LEXICAL:
+        if spec.entry.lexical:
             mm = MultiMatch(understanding.lexical_text, profile.lexical.fields, type=profile.lexical.type,
                             minimum_should_match=profile.lexical.minimum_should_match, name=spec.kind)
             # brand and category boosts lift what the words matched (unless the profile's
@@ -286,15 +284,16 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
             clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
         subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
-                             0 if spec.kind == Retriever.LEXICAL else spec.k))
+                             0 if spec.entry.lexical else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)
-    # the image retriever whose best image a hit shows: a photo match first, else text -> image
+    # the image retriever whose best image a hit shows (the registry's image_priority: a photo
+    # match first, else text -> image)
     probe = None
-    for kind, field_name, vec in ((Retriever.IMAGE_IMAGE_KNN, fields.nested(fields.IMAGE_FEATURE), vectors.image_feature),
-                                  (Retriever.TEXT_IMAGE_KNN, fields.nested(fields.IMAGE_VECTOR), vectors.text)):
-        if vec is not None and any(r.kind == kind for r in active):
-            probe = (kind, field_name, vec)
+    for spec in sorted((r for r in active if r.entry.nested), key=lambda r: r.entry.image_priority):
+        vec = _query_vector(spec.entry, vectors, fused)
+        if vec is not None:
+            probe = (spec.kind, spec.entry.field_path, vec)
             break
     if len(subs) > Hybrid.MAX_QUERIES:
         notes.append(f"{len(subs)} retrievers exceed the hybrid query's limit of {Hybrid.MAX_QUERIES}; "

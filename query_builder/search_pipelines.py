@@ -28,18 +28,13 @@ class SearchPipeline:
 
 
 def search_pipeline(profile_name: str, fusion: FusionSpec, weights: tuple[float, ...]) -> SearchPipeline:
-    """A ``normalization-processor`` (score fusion) or ``score-ranker-processor`` (RRF) pipeline.
+    """The pipeline with the fusion method's processor (:mod:`query_builder.fusion_methods`):
+    ``normalization-processor`` for score fusion, ``score-ranker-processor`` for RRF.
 
     ``weights`` are per sub-query, in hybrid order, and sum to 1 (the processor
     rejects anything else).  RRF in neural-search 2.19 takes no weights.
     """
-    if fusion.is_rrf:
-        processor = {"score-ranker-processor": {
-            "combination": {"technique": "rrf", "rank_constant": fusion.rank_constant}}}
-    else:
-        processor = {"normalization-processor": {
-            "normalization": {"technique": fusion.normalization},
-            "combination": {"technique": fusion.combination, "parameters": {"weights": list(weights)}}}}
+    processor = fusion.method.processor(fusion.combination, weights, fusion.rank_constant)
     body = {"description": f"cmsearch fusion for profile {profile_name}", "phase_results_processors": [processor]}
     body_json = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     digest = hashlib.sha1(body_json.encode("utf-8")).hexdigest()[:12]

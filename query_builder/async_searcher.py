@@ -1,0 +1,79 @@
+"""Running a search over ``opensearchpy.AsyncOpenSearch``, for asyncio backends.
+
+The same profile, building, routing, fusion and result shaping as the blocking
+:class:`~query_builder.searcher.Searcher` (both drive the flows of
+:mod:`query_builder.search_flow`); only the waiting differs.  The CPU work of a request
+(photo decoding, the ONNX encoders, tokenizing, building) runs in a worker thread via
+``asyncio.to_thread``, so one slow photo does not stall every other request on the loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Mapping
+
+from analysis import AliasTable, Vocabulary
+
+from . import calls
+from .bodies import BuiltSearch
+from .encode import Encoders
+from .fusion_probe import FusionCapabilities
+from .profile import Profile
+from .request import SearchRequest
+from .results import SearchResult
+from .search_flow import SearcherCore
+
+__all__ = ["AsyncSearcher"]
+
+
+class AsyncSearcher(SearcherCore):
+    """Searches one product index with one profile, over an ``AsyncOpenSearch`` client.
+
+    Parameters as for :class:`~query_builder.searcher.Searcher`.  One instance serves any
+    number of concurrent requests on its event loop; the capability probe runs once even
+    when many requests arrive before it has finished.  The client belongs to the caller:
+    close it (``await client.close()``) when the application stops.
+    """
+
+    def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
+                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
+                 capabilities: FusionCapabilities | None = None) -> None:
+        super().__init__(client, profile, encoders, index=index, aliases=aliases, vocabulary=vocabulary,
+                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities)
+        self._probe_lock: asyncio.Lock | None = None
+
+    async def capabilities(self) -> FusionCapabilities:
+        """Server-side fusion this cluster supports (probed on first call, then cached)."""
+        caps = self._cached_capabilities()
+        if caps is not None:
+            return caps
+        if self._probe_lock is None:   # made here, inside the running loop
+            self._probe_lock = asyncio.Lock()
+        async with self._probe_lock:
+            caps = self._cached_capabilities()
+            if caps is None:
+                caps = self._set_capabilities(await calls.run_async(self.client, self._capabilities_flow()))
+            return caps
+
+    async def refresh_vocabulary(self) -> Vocabulary:
+        """Re-read brands and categories from the index (e.g. after an ingest)."""
+        vocab = await calls.run_async(self.client, self._vocabulary_flow())
+        # the tokenizer normalizes every brand and category word: off the loop
+        return await asyncio.to_thread(self._set_vocabulary, vocab)
+
+    async def vocabulary(self) -> Vocabulary:
+        vocab = self._fresh_vocabulary()
+        return vocab if vocab is not None else await self.refresh_vocabulary()
+
+    async def prepare(self, request: SearchRequest) -> BuiltSearch:
+        """Encode, understand and build (in a worker thread), without running anything on the cluster."""
+        vocab = await self.vocabulary()
+        return await asyncio.to_thread(self._build, request, vocab)
+
+    async def search(self, request: SearchRequest) -> SearchResult:
+        """Run ``request``; bad input raises :class:`RequestError`, engine failures :class:`SearchError`."""
+        t0 = time.perf_counter()
+        built = await self.prepare(request)
+        caps = await self.capabilities() if self._needs_capabilities(built) else None
+        return await calls.run_async(self.client, self._search_flow(request, built, caps, t0))

@@ -1,0 +1,195 @@
+"""The fusion registry: each way of turning several ranked lists into one is one entry.
+
+A :class:`FusionMethod` (a profile's ``fusion.normalization``) holds its client-side
+normalization, the search-pipeline processor that does the same server-side, what the
+capability probe tries, and how explain names it; a :class:`Combination` (``fusion.combination``)
+holds its client-side mean and is probed as a variant of the normalization processor.  The
+client-side code mirrors neural-search's processors (2.19; ``z_score`` as added in 3.0), so a
+ranking does not change when a search moves between the two paths:
+
+- ``min_max``: ``(s - min) / (max - min)`` over that retriever's returned list;
+  a score equal to the min becomes 0.001 (not 0, so it still counts as found);
+  a list whose scores are all equal gets 1.0.
+- ``l2``: ``s / sqrt(sum(s^2))`` over the list.
+- ``z_score``: ``(s - mean) / std`` (sample std); at or below the mean 0.001;
+  a score equal to the mean takes the list's max raw score and a zero std the
+  min raw score (the server's edge cases, kept so both paths agree).
+- ``rrf``: ``1 / (rank_constant + rank)``, rank from 1; rank based, so no combination:
+  the scores are summed (the server's RRF has no weights; client-side, non-uniform weights
+  scale each retriever's share, and equal weights give the server's plain sum).
+- combinations: ``arithmetic_mean`` is ``sum(w_i * s_i) / sum(w_i)`` over *all* retrievers,
+  a retriever that did not return the product contributing 0; ``geometric_mean`` and
+  ``harmonic_mean`` count only the retrievers that returned it.
+
+Nothing here talks to a cluster: the probe in :mod:`query_builder.fusion_probe` puts each
+entry's processor in a throw-away pipeline and keeps the entries that work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = ["FusionMethod", "Combination", "FUSION_METHODS", "COMBINATION_METHODS", "register_fusion",
+           "register_combination", "fusion_method", "combination_method", "MIN_SCORE", "SINGLE_RESULT_SCORE"]
+
+MIN_SCORE = 0.001
+SINGLE_RESULT_SCORE = 1.0
+
+
+@dataclass(frozen=True)
+class Combination:
+    """A mean over one document's normalized scores (None: that retriever did not return it)."""
+
+    name: str
+    combine: Callable[[Sequence[float | None], Sequence[float]], float]
+
+
+@dataclass(frozen=True)
+class FusionMethod:
+    """One normalization, client- and server-side.
+
+    - ``normalize(scores, rank_constant)``: one retriever's scores, in rank order, normalized.
+    - ``rank_based``: scores are summed rank contributions (no combination; ``rank_constant`` applies).
+    - ``processor(combination, weights, rank_constant)``: the search pipeline's
+      ``phase_results_processors`` entry; ``weights`` per sub-query in hybrid order, summing to 1.
+    - ``server_weights``: the processor honours weights; if not, unequal weights are fused
+      client-side.
+    - ``label(combination, rank_constant)``: how explain names it.
+    """
+
+    name: str
+    normalize: Callable[[Sequence[float], int], list[float]]
+    processor: Callable[[str, Sequence[float], int], dict[str, Any]]
+    label: Callable[[str, int], str]
+    rank_based: bool = False
+    server_weights: bool = True
+
+    def probe_processor(self, combination: str = "arithmetic_mean") -> dict[str, Any]:
+        """What the capability probe puts in a throw-away pipeline (and runs a hybrid query through)."""
+        return self.processor(combination, (0.5, 0.5), 60)
+
+
+_FUSION: dict[str, FusionMethod] = {}
+_COMBINATIONS: dict[str, Combination] = {}
+FUSION_METHODS: Mapping[str, FusionMethod] = MappingProxyType(_FUSION)
+COMBINATION_METHODS: Mapping[str, Combination] = MappingProxyType(_COMBINATIONS)
+
+
+def register_fusion(method: FusionMethod, *, replace: bool = False) -> FusionMethod:
+    if method.name in _FUSION and not replace:
+        raise ValueError(f"fusion method {method.name!r} is already registered")
+    _FUSION[method.name] = method
+    return method
+
+
+def register_combination(combination: Combination, *, replace: bool = False) -> Combination:
+    if combination.name in _COMBINATIONS and not replace:
+        raise ValueError(f"combination {combination.name!r} is already registered")
+    _COMBINATIONS[combination.name] = combination
+    return combination
+
+
+def fusion_method(name: str) -> FusionMethod:
+    try:
+        return _FUSION[name]
+    except KeyError:
+        raise ValueError(f"unknown normalization {name!r}; registered: {list(_FUSION)}") from None
+
+
+def combination_method(name: str) -> Combination:
+    try:
+        return _COMBINATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown combination {name!r}; registered: {list(_COMBINATIONS)}") from None
+
+
+# --- normalizations ------------------------------------------------------------------------
+def _min_max(scores: Sequence[float], _rank_constant: int = 60) -> list[float]:
+    lo, hi = min(scores), max(scores)
+    out = []
+    for s in scores:
+        if hi == lo and s == hi:
+            out.append(SINGLE_RESULT_SCORE)
+            continue
+        n = (s - lo) / (hi - lo)
+        out.append(MIN_SCORE if n == 0 else n)
+    return out
+
+
+def _l2(scores: Sequence[float], _rank_constant: int = 60) -> list[float]:
+    norm = math.sqrt(sum(s * s for s in scores))
+    return [0.0 if norm == 0 else s / norm for s in scores]
+
+
+def _z_score(scores: Sequence[float], _rank_constant: int = 60) -> list[float]:
+    n = len(scores)
+    mean = sum(scores) / n
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1)) if n > 1 else 0.0
+    lo, hi = min(scores), max(scores)
+    out = []
+    for s in scores:
+        if math.isclose(s, mean, rel_tol=0, abs_tol=1e-7):
+            out.append(hi)
+        elif std == 0:
+            out.append(lo)
+        else:
+            z = (s - mean) / std
+            out.append(MIN_SCORE if z <= 0 else z)
+    return out
+
+
+def _rrf(scores: Sequence[float], rank_constant: int = 60) -> list[float]:
+    return [1.0 / (rank_constant + rank) for rank in range(1, len(scores) + 1)]
+
+
+def _normalization_processor(technique: str) -> Callable[[str, Sequence[float], int], dict[str, Any]]:
+    def processor(combination: str, weights: Sequence[float], _rank_constant: int) -> dict[str, Any]:
+        return {"normalization-processor": {
+            "normalization": {"technique": technique},
+            "combination": {"technique": combination, "parameters": {"weights": list(weights)}}}}
+    return processor
+
+
+def _rrf_processor(_combination: str, _weights: Sequence[float], rank_constant: int) -> dict[str, Any]:
+    return {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": rank_constant}}}
+
+
+def _score_label(technique: str) -> Callable[[str, int], str]:
+    return lambda combination, _rank_constant: f"{technique} + {combination}"
+
+
+for _technique, _fn in (("min_max", _min_max), ("l2", _l2), ("z_score", _z_score)):
+    register_fusion(FusionMethod(_technique, normalize=_fn, processor=_normalization_processor(_technique),
+                                 label=_score_label(_technique)))
+register_fusion(FusionMethod("rrf", normalize=_rrf, processor=_rrf_processor, rank_based=True, server_weights=False,
+                             label=lambda _combination, rank_constant: f"rrf (rank_constant {rank_constant})"))
+
+
+# --- combinations --------------------------------------------------------------------------
+def _arithmetic(values: Sequence[float | None], weights: Sequence[float]) -> float:
+    total_w = sum(weights)
+    s = sum(w * (v or 0.0) for v, w in zip(values, weights))
+    return 0.0 if total_w == 0 else s / total_w
+
+
+def _present(values: Sequence[float | None], weights: Sequence[float]) -> list[tuple[float, float]]:
+    return [(v, w) for v, w in zip(values, weights) if v is not None and v > 0]
+
+
+def _geometric(values: Sequence[float | None], weights: Sequence[float]) -> float:
+    present = _present(values, weights)
+    sw = sum(w for _, w in present)
+    return 0.0 if sw == 0 else math.exp(sum(w * math.log(v) for v, w in present) / sw)
+
+
+def _harmonic(values: Sequence[float | None], weights: Sequence[float]) -> float:
+    present = _present(values, weights)
+    sw = sum(w for _, w in present)
+    return 0.0 if sw == 0 else sw / sum(w / v for v, w in present)
+
+
+register_combination(Combination("arithmetic_mean", _arithmetic))
+register_combination(Combination("geometric_mean", _geometric))
+register_combination(Combination("harmonic_mean", _harmonic))

@@ -1,0 +1,133 @@
+"""What fusion a cluster can do server-side, found once by trying it.
+
+Plugin names differ between distributions and class-path nodes, so they prove
+nothing; instead this puts each fusion method's processor (the entries of
+:mod:`query_builder.fusion_methods`) in a throw-away search pipeline and runs a
+tiny hybrid query through it against the product index itself.  Only search
+pipelines are created (and deleted again), never an index.  The probe is a flow
+(:mod:`query_builder.calls`), so the blocking and the asyncio searcher share it.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+
+from . import calls
+from .calls import Flow
+from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS
+from .profile import FusionSpec
+
+__all__ = ["FusionCapabilities", "detect_fusion", "probe_fusion", "NO_SERVER_FUSION"]
+
+# the method whose pipeline decides whether hybrid queries work at all, and the combination
+# every method is probed with
+_BASE_METHOD, _BASE_COMBINATION = "min_max", "arithmetic_mean"
+
+
+@dataclass(frozen=True)
+class FusionCapabilities:
+    hybrid: bool                                 # hybrid query + normalization-processor work
+    normalizations: frozenset[str] = frozenset()  # fusion methods (registry names) that work server-side
+    combinations: frozenset[str] = frozenset()
+    pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
+    detail: str = ""
+
+    @property
+    def rrf(self) -> bool:
+        """The score-ranker-processor (RRF) works."""
+        return "rrf" in self.normalizations
+
+    def supports(self, fusion: FusionSpec, weights: tuple[float, ...]) -> tuple[bool, str]:
+        """Whether this fusion can run server-side, and if not, why (for the result's notes)."""
+        if not self.hybrid:
+            return False, f"the cluster has no hybrid search ({self.detail or 'neural-search not available'})"
+        method = fusion.method
+        if method.name not in self.normalizations:
+            return False, f"the cluster has no '{method.name}' {'ranker' if method.rank_based else 'normalization'}"
+        if not method.server_weights and len(set(round(w, 6) for w in weights)) > 1:
+            return False, f"server-side {method.name} takes no weights; weighted {method.name} is fused client-side"
+        if not method.rank_based and fusion.combination not in self.combinations:
+            return False, f"the cluster has no '{fusion.combination}' combination"
+        return True, ""
+
+
+NO_SERVER_FUSION = FusionCapabilities(hybrid=False, detail="not probed")
+
+
+def _put(name: str, processor: dict) -> Flow[bool]:
+    try:
+        yield calls.perform("PUT", f"/_search/pipeline/{name}", {"phase_results_processors": [processor]})
+        return True
+    except (OpenSearchException, TransportError):
+        return False
+
+
+def _delete(name: str) -> Flow[None]:
+    try:
+        yield calls.perform("DELETE", f"/_search/pipeline/{name}")
+    except (OpenSearchException, TransportError):
+        pass
+
+
+def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str]]:
+    hybrid: dict[str, Any] = {"queries": [{"match_all": {}}, {"match_none": {}}]}
+    if depth:
+        hybrid["pagination_depth"] = 10
+    try:
+        yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
+                           {"search_pipeline": pipeline})
+        return True, ""
+    except NotFoundError:
+        raise
+    except (OpenSearchException, TransportError) as exc:
+        return False, str(getattr(exc, "error", "") or exc)[:200]
+
+
+def probe_fusion(index: str) -> Flow[FusionCapabilities]:
+    """The probe as a flow: every registered fusion method and combination is tried on ``index``
+    (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again."""
+    created: list[str] = []
+    # unique names: two searchers probing at once must not delete each other's pipelines
+    probe = f"cmsearch-probe-{uuid.uuid4().hex[:8]}"
+    base_method = FUSION_METHODS[_BASE_METHOD]
+    try:
+        base = f"{probe}-{_BASE_METHOD}"
+        if not (yield from _put(base, base_method.probe_processor(_BASE_COMBINATION))):
+            return FusionCapabilities(hybrid=False, detail="a normalization-processor pipeline cannot be created")
+        created.append(base)
+        depth, why = yield from _hybrid_runs(index, base, depth=True)
+        hybrid = depth
+        if not depth:
+            hybrid, why = yield from _hybrid_runs(index, base, depth=False)
+        if not hybrid:
+            return FusionCapabilities(hybrid=False, detail=f"hybrid query failed: {why}")
+        methods = {_BASE_METHOD}
+        for name, method in FUSION_METHODS.items():
+            if name == _BASE_METHOD:
+                continue
+            pipe = f"{probe}-{name}"
+            if (yield from _put(pipe, method.probe_processor(_BASE_COMBINATION))):
+                created.append(pipe)
+                if (yield from _hybrid_runs(index, pipe, depth=depth))[0]:
+                    methods.add(name)
+        combos = {_BASE_COMBINATION}
+        for combination in COMBINATION_METHODS:
+            if combination == _BASE_COMBINATION:
+                continue
+            pipe = f"{probe}-{_BASE_METHOD}-{combination}"
+            if (yield from _put(pipe, base_method.probe_processor(combination))):
+                created.append(pipe)
+                combos.add(combination)
+        return FusionCapabilities(hybrid=True, normalizations=frozenset(methods), combinations=frozenset(combos),
+                                  pagination_depth=depth)
+    finally:
+        for name in created:
+            yield from _delete(name)
+
+
+def detect_fusion(client: Any, index: str) -> FusionCapabilities:
+    """Probe server-side fusion on ``index`` with a blocking client (see :func:`probe_fusion`)."""
+    return calls.run_sync(client, probe_fusion(index))

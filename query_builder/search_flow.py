@@ -1,0 +1,326 @@
+"""What one search asks of the cluster, in order, written once for the blocking and the asyncio searcher.
+
+:class:`SearcherCore` holds a searcher's settings and its state found once (the fusion
+capabilities, the vocabulary and the tokenizer built from it, the search pipelines already
+put), and writes the I/O as flows (:mod:`query_builder.calls`): reading the vocabulary, and
+running a built search one of three ways:
+
+- *single*: the profile leaves one retriever for this request; a plain search;
+- *server*: a ``hybrid`` query fused by a search pipeline (created on first use);
+- *client*: when the cluster cannot fuse this way (no neural-search, a technique it lacks,
+  weighted RRF, more than five retrievers), one ``msearch`` of the sub-queries, fused in
+  Python with the same semantics.
+
+Routing, fusion, explain and result shaping are plain functions of the responses, so
+``Searcher`` and ``AsyncSearcher`` differ only in how they wait for the cluster and where the
+encoders run.  The state lock is only ever held for a dictionary look-up or update, never
+across a cluster call, so neither threads nor coroutines can deadlock on it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any, Mapping, Sequence
+
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+
+from analysis import AliasTable, Tokenizer, Vocabulary
+from mappings import fields
+
+from . import calls
+from .bodies import BuiltSearch, build_search
+from .calls import Flow
+from .dsl import Bool, Exists, Knn, Nested, transform
+from .encode import Encoders, encode
+from .explain import explain_hits, ranked_lists
+from .facets import Facets, parse_facets
+from .fusion import fuse
+from .fusion_probe import FusionCapabilities
+from .profile import Profile, load_profile
+from .request import SearchRequest
+from .results import SearchResult, hit_from_source, hit_id
+from .retrievers import RETRIEVERS
+from .understand import understand
+
+__all__ = ["SearchError", "SearcherCore", "nested_shortfall", "engine_message"]
+
+VOCABULARY_PAGE = 1000
+
+
+class SearchError(RuntimeError):
+    """The engine refused or failed the search; the message says what it answered."""
+
+
+def engine_message(exc: Exception) -> str:
+    info = getattr(exc, "info", None)
+    if isinstance(info, Mapping):
+        err = info.get("error")
+        if isinstance(err, Mapping):
+            root = (err.get("root_cause") or [{}])[0]
+            return f"{err.get('type', '')}: {root.get('reason') or err.get('reason') or ''}".strip(": ")
+    return str(getattr(exc, "error", "") or exc)
+
+
+class SearcherCore:
+    """Settings, state found once, and the search as flows; see ``Searcher`` for the parameters."""
+
+    def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
+                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
+                 capabilities: FusionCapabilities | None = None) -> None:
+        self.client = client
+        self.profile = load_profile(profile)
+        self.encoders = encoders
+        self.index = index
+        self.aliases = aliases
+        self.vocabulary_max_age_s = vocabulary_max_age_s
+        self._lock = threading.Lock()
+        self._caps = capabilities
+        self._vocab = vocabulary
+        self._vocab_at = time.monotonic() if vocabulary is not None else 0.0
+        self._tokenizer: Tokenizer | None = None
+        self._pipelines: set[str] = set()
+
+    # --- state found once (look-ups only; the drivers fetch what is missing) --------------
+    def _cached_capabilities(self) -> FusionCapabilities | None:
+        with self._lock:
+            return self._caps
+
+    def _set_capabilities(self, caps: FusionCapabilities) -> FusionCapabilities:
+        with self._lock:
+            if self._caps is None:
+                self._caps = caps
+            return self._caps
+
+    def _fresh_vocabulary(self) -> Vocabulary | None:
+        """The vocabulary if it is young enough, else None (time to read it again)."""
+        with self._lock:
+            vocab, at = self._vocab, self._vocab_at
+        if vocab is None or time.monotonic() - at > self.vocabulary_max_age_s:
+            return None
+        return vocab
+
+    def _set_vocabulary(self, vocab: Vocabulary) -> Vocabulary:
+        tokenizer = Tokenizer(vocab.words())
+        with self._lock:
+            self._vocab, self._tokenizer, self._vocab_at = vocab, tokenizer, time.monotonic()
+        return vocab
+
+    def _tokenizer_for(self, vocab: Vocabulary) -> Tokenizer:
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = Tokenizer(vocab.words())
+            return self._tokenizer
+
+    def _needs_capabilities(self, built: BuiltSearch) -> bool:
+        """Whether routing ``built`` depends on what the cluster can fuse."""
+        return built.is_fused and built.fusion.mode != "client" and built.server_fits
+
+    # --- pure steps ------------------------------------------------------------------------
+    def _build(self, request: SearchRequest, vocab: Vocabulary) -> BuiltSearch:
+        """Encode (CPU: the caller decides which thread), understand and build."""
+        if self.encoders is not None:
+            request = encode(request, self.encoders)
+        u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
+        return build_search(request, self.profile, u, vocabulary=vocab)
+
+    def _route(self, built: BuiltSearch, caps: FusionCapabilities | None) -> tuple[str, str | None]:
+        if not built.is_fused:
+            return "single", None
+        if built.fusion.mode == "client":
+            return "client", None
+        if not built.server_fits:
+            why = "more retrievers than a hybrid query holds"
+        else:
+            assert caps is not None, "routing a fused search needs the cluster's capabilities"
+            ok, why = caps.supports(built.fusion, built.weights)
+            if ok:
+                return "server", None
+        if built.fusion.mode == "server":
+            raise SearchError(f"profile {self.profile.name} asks for server-side fusion, but {why}")
+        return "client", f"fused client-side: {why}"
+
+    # --- flows -----------------------------------------------------------------------------
+    def _vocabulary_flow(self) -> Flow[Vocabulary]:
+        """Every brand and category path of the index, by paged composite aggregations (no
+        ``terms`` size limit cuts a term off); an empty index gives an empty vocabulary."""
+        try:
+            brands = yield from _all_terms(self.index, fields.BRAND)
+            paths = yield from _all_terms(self.index, fields.CATEGORY_PATH)
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"reading the vocabulary of {self.index!r} failed: {engine_message(exc)}") from None
+        return Vocabulary(brands=brands, category_paths=paths, aliases=self.aliases)
+
+    def _capabilities_flow(self) -> Flow[FusionCapabilities]:
+        from .fusion_probe import probe_fusion
+
+        try:
+            return (yield from probe_fusion(self.index))
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+
+    def _search_flow(self, request: SearchRequest, built: BuiltSearch, caps: FusionCapabilities | None,
+                     t0: float) -> Flow[SearchResult]:
+        path, why = self._route(built, caps)
+        notes = list(built.notes) + ([why] if why else [])
+        try:
+            if path == "client":
+                raw_hits, total, facets, sub_responses = yield from self._run_client(built, notes)
+            else:
+                raw_hits, total, facets = yield from self._run_server(built, path, caps)
+                sub_responses = None
+            hits = [hit_from_source(h, score) for h, score in raw_hits]
+            if request.explain:
+                if sub_responses is None:
+                    sub_responses = yield from self._msearch(built, with_facets=False)
+                expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)
+                hits = [replace(h, explain=expl.get(h.id)) for h in hits]
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"search on {self.index!r} failed: {engine_message(exc)}") from None
+        return SearchResult(hits=tuple(hits), total=total, facets=facets, notes=tuple(notes), fusion_path=path,
+                            profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
+                            took_ms=(time.perf_counter() - t0) * 1000)
+
+    def _ensure_pipeline(self, built: BuiltSearch) -> Flow[None]:
+        p = built.pipeline
+        with self._lock:
+            if p is None or p.name in self._pipelines:
+                return
+        # PUT is idempotent: two threads racing here both write the same body
+        yield calls.perform("PUT", f"/_search/pipeline/{p.name}", p.body)
+        with self._lock:
+            self._pipelines.add(p.name)
+
+    def _run_server(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None
+                    ) -> Flow[tuple[list[tuple[dict, float]], int, Facets]]:
+        body = built.body()
+        if path == "server":
+            yield from self._ensure_pipeline(built)
+            if caps is None or not caps.pagination_depth:
+                body["query"]["hybrid"].pop("pagination_depth", None)
+        resp = yield calls.search(self.index, body, built.params())
+        raw = [dict(h) for h in resp["hits"]["hits"]]
+        if path == "server":
+            yield from self._attach_best_images(built, raw)
+        return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
+
+    def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> Flow[None]:
+        """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
+        body = built.best_image_body([hit_id(h) for h in raw])
+        if body is None:
+            return
+        resp = yield calls.search(self.index, body)
+        inner = {hit_id(h): h.get("inner_hits") or {} for h in resp["hits"]["hits"]}
+        for h in raw:
+            h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(hit_id(h), {})}
+
+    def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> Flow[list[Mapping[str, Any]]]:
+        lines = built.msearch_body(self.index)
+        if not with_facets and built.facet_body() is not None:
+            lines = lines[:-2]
+        responses = (yield calls.msearch(lines))["responses"]
+        for sub, resp in zip([*built.retrievers, "facets"], responses):
+            _raise_for(resp, sub, self.index)
+        return responses
+
+    def _run_client(self, built: BuiltSearch, notes: list[str]
+                    ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]]]]:
+        responses = yield from self._msearch(built, with_facets=True)
+        n = len(built.sub_queries)
+        subs, facet_resp = list(responses[:n]), (responses[n] if len(responses) > n else None)
+        yield from self._compensate_nested_shortfall(built, subs, notes)
+        by_id = _merge_hits(subs)
+        if built.is_fused:
+            order = [(d.id, d.score) for d in fuse(ranked_lists(built, subs), built.weights, built.fusion)]
+        else:
+            order = [(hit_id(h), float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
+        page = order[built.offset: built.offset + built.size]
+        total = _total(facet_resp) if facet_resp is not None else len(order)
+        facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
+        return [(by_id[doc], score) for doc, score in page], total, facets, subs
+
+    def _compensate_nested_shortfall(self, built: BuiltSearch, subs: list[Mapping[str, Any]],
+                                     notes: list[str]) -> Flow[None]:
+        """Re-run a filtered nested-image k-NN that came back short, with a larger k.
+
+        Efficient filtering over nested vectors has returned fewer than k
+        products in k-NN 2.x (k-NN issue 2347).  When a nested retriever lists
+        fewer products than it should and more products match the filters, its
+        k is raised (x4, at most 10000) and it runs once more.
+        """
+        if not built.filters:
+            return
+        for i, sub in enumerate(built.sub_queries):
+            entry = RETRIEVERS.get(sub.retriever)
+            if entry is None or not entry.nested:
+                continue
+            got = len(((subs[i].get("hits") or {}).get("hits")) or [])
+            want = min(sub.k, built.depth)
+            if got >= want:
+                continue
+            matching = (yield calls.count(self.index, {"query": Bool(
+                filter=(*built.filters, Nested(fields.IMAGES, Exists(entry.field_path)))
+            ).to_dict()}))["count"]
+            if not nested_shortfall(got, want, matching):
+                continue
+            bigger = transform(sub.query, lambda q: replace(q, k=min(q.k * 4, 10_000)) if isinstance(q, Knn) else q)
+            resp = yield calls.search(self.index, built.sub_query_body(i, bigger))
+            _raise_for(resp, sub.retriever, self.index)
+            notes.append(f"{sub.retriever}: filtered nested k-NN returned {got} of {want} products "
+                         f"({matching} match the filters); re-ran with a larger k and got "
+                         f"{len(resp['hits']['hits'])}")
+            subs[i] = resp
+
+
+def _all_terms(index: str, field_name: str, page_size: int = VOCABULARY_PAGE) -> Flow[list[str]]:
+    out: list[str] = []
+    after = None
+    while True:
+        comp: dict[str, Any] = {"size": page_size, "sources": [{"v": {"terms": {"field": field_name}}}]}
+        if after:
+            comp["after"] = after
+        resp = yield calls.search(index, {"size": 0, "aggs": {"terms": {"composite": comp}}})
+        agg = (resp.get("aggregations") or {}).get("terms") or {}
+        buckets = agg.get("buckets") or []
+        out.extend(str(b["key"]["v"]) for b in buckets)
+        after = agg.get("after_key")
+        if not buckets or not after or len(buckets) < page_size:
+            return out
+
+
+def nested_shortfall(got: int, want: int, matching: int) -> bool:
+    """True when a nested k-NN returned fewer products than it could have."""
+    return got < want and got < matching
+
+
+def _raise_for(resp: Mapping[str, Any], what: str, index: str) -> None:
+    if "error" not in resp:
+        return
+    err = resp["error"]
+    if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
+        raise SearchError(f"index {index!r} does not exist")
+    reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
+    raise SearchError(f"retriever {what} failed on {index!r}: {reason or err}")
+
+
+def _total(resp: Mapping[str, Any]) -> int:
+    t = (resp.get("hits") or {}).get("total")
+    if isinstance(t, Mapping):
+        return int(t.get("value", 0))
+    return int(t or 0)
+
+
+def _merge_hits(responses: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One raw hit per doc id, with the inner hits (best images) of every retriever merged in."""
+    out: dict[str, dict[str, Any]] = {}
+    for resp in responses:
+        for h in ((resp.get("hits") or {}).get("hits")) or []:
+            cur = out.setdefault(hit_id(h), {**h, "inner_hits": dict(h.get("inner_hits") or {})})
+            if cur is not h:
+                cur["inner_hits"].update(h.get("inner_hits") or {})
+    return out
