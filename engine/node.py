@@ -271,7 +271,9 @@ class LocalEngine:
             cmd = ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS, "-cp", cp,
                    LAUNCHER_CLASS, str(self.node_dir), self.http_ports,
                    "true" if exit_with_parent else "false", *PLUGIN_CLASSES]
-            log: IO = os.fdopen(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # also a log an older version created 0644
+            log: IO = os.fdopen(fd, "ab")
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
                                     start_new_session=True)
