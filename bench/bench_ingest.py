@@ -91,14 +91,14 @@ def child_encode(args) -> dict:
     from models.images import load_image
     from plugin_ingest.catalog import Catalog
     from plugin_ingest.enrich import passage_text
-    from plugin_ingest.fetch import ImageFetcher
+    from plugin_ingest.fetch import FetchPolicy, ImageFetcher
     from plugin_ingest.schema import validate
 
     enc = _encoders(args)
     cat = Catalog(args.catalog)
     products = [validate(r.data) for r in cat.records() if r.ok]
     sample = random.Random(7).sample(products, min(args.sample, len(products)))
-    fetcher = ImageFetcher(cat.base_dir)
+    fetcher = ImageFetcher(cat.base_dir, policy=FetchPolicy(allow_dirs=(DATA,)))  # image paths point into DATA
     prepared = []
     for p in sample:  # decoding is not timed: the point is the models' own speed
         pixels = [enc.prepare_image(load_image(fetcher.fetch(src))) for src in p.images]
@@ -121,6 +121,7 @@ def child_encode(args) -> dict:
 # ---------------------------------------------------------------- child: ingest
 def child_ingest(args) -> dict:
     from engine.client import ConnectionSettings
+    from plugin_ingest.fetch import FetchPolicy
     from plugin_ingest.pipeline import IngestOptions, Ingestor
 
     enc = _encoders(args)
@@ -128,7 +129,8 @@ def child_ingest(args) -> dict:
     tmp = Path(args.work)
     opts = IngestOptions(index=args.index, recreate=True, batch_size=args.batch_size, progress=False,
                          rejects_path=tmp / f"{args.index}.rejects.jsonl",
-                         checkpoint_path=tmp / f"{args.index}.ckpt.json", decode_workers=args.decode_workers)
+                         checkpoint_path=tmp / f"{args.index}.ckpt.json", decode_workers=args.decode_workers,
+                         fetch_policy=FetchPolicy(allow_dirs=(DATA,)))
     report = Ingestor(args.catalog, opts, client=client, encoders=enc).run()
     count = client.count(index=args.index)["count"]
     client.indices.delete(index=args.index)  # a benchmark leaves no data behind

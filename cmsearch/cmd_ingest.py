@@ -48,6 +48,12 @@ from .options import connection_options, fail
 @click.option("--max-image-mb", type=float, default=20.0, show_default=True, help="Size cap of one image.")
 @click.option("--image-timeout", type=float, default=20.0, show_default=True,
               help="Read timeout of one image download, seconds (connect timeout: 5 s).")
+@click.option("--allow-dir", "allow_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A directory local images may be read from besides the catalog's own (repeatable).")
+@click.option("--allow-private-urls", is_flag=True,
+              help="Fetch image URLs on loopback, private and link-local addresses too (refused by default).")
+@click.option("--allow-net", "allow_nets", multiple=True,
+              help="A private network (CIDR) image URLs may be fetched from, without allowing all (repeatable).")
 @click.option("--threads", type=int, default=None, help="onnxruntime threads per encoder (default: one per core).")
 @click.option("--decode-workers", type=int, default=2, show_default=True, help="Threads fetching and decoding images.")
 @click.option("--bulk-docs", type=int, default=256, show_default=True, help="Documents per bulk request (at most).")
@@ -58,7 +64,8 @@ from .options import connection_options, fail
 def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, create, recreate, ocr, batch_size,
            batch_images,
            image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
-           aliases_path, image_weight, text_weight, max_image_mb, image_timeout, threads, decode_workers,
+           aliases_path, image_weight, text_weight, max_image_mb, image_timeout, allow_dirs, allow_private_urls,
+           allow_nets, threads, decode_workers,
            bulk_docs, bulk_mb, as_json, no_progress) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
 
@@ -70,6 +77,7 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
     from plugin_ingest.encode import EncoderSetupError, ModelEncoders, OcrReader
+    from plugin_ingest.fetch import FetchPolicy
     from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
 
     try:
@@ -83,6 +91,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             rejects_path=rejects_path, checkpoint_path=checkpoint_path, resume=not no_resume,
             decode_workers=decode_workers, bulk_docs=bulk_docs, bulk_bytes=int(bulk_mb * 1024 * 1024),
             max_image_bytes=int(max_image_mb * 1024 * 1024), read_timeout=image_timeout, aliases=aliases,
+            fetch_policy=FetchPolicy(allow_dirs=allow_dirs, allow_private_urls=allow_private_urls,
+                                     allow_networks=allow_nets),
             fmt=fmt, progress=not no_progress and sys.stderr.isatty())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -94,9 +104,9 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
         encoders = None
         client = None
         if not dry_run:
+            client = conn.client()  # first: no cluster, no models loaded for nothing
             encoders = ModelEncoders.load(models_dir, heads_dir, threads=threads, w_img=image_weight, w_txt=text_weight)
             log(f"models: {encoders.describe()}")
-            client = conn.client()
         ocr_reader = OcrReader() if ocr else None
         ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
                             redact=conn.redact, log=log)

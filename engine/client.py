@@ -2,24 +2,32 @@
 
 Credentials come from the environment (or arguments) and are never part of a message: URLs are
 shown without their user-info, and errors are passed through ``redact`` before anyone sees them.
+
+Without a URL the target is the local node, and only when it runs: falling back to whatever
+answers on 127.0.0.1:9200 would report another node's health or create an index there.
 """
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch
 
-from .node import LocalEngine
+from .node import EngineError, LocalEngine
+from .urls import redact_urls, safe_url
+
+__all__ = ["ConnectionSettings", "NoCluster", "NoClusterError", "redact_urls", "safe_url"]
 
 ENV_URL = "OPENSEARCH_URL"
 ENV_USER = "OPENSEARCH_USER"
 ENV_PASSWORD = "OPENSEARCH_PASSWORD"
 ENV_CA = "OPENSEARCH_CA_CERTS"
-DEFAULT_URL = "http://127.0.0.1:9200"
+
+
+class NoClusterError(EngineError):
+    """No cluster was named and the local node is not running."""
 
 
 @dataclass(frozen=True)
@@ -36,16 +44,27 @@ class ConnectionSettings:
     @classmethod
     def resolve(cls, url: str | None = None, *, user: str | None = None, password: str | None = None,
                 insecure: bool = False, ca_certs: str | None = None, timeout: float = 60.0) -> "ConnectionSettings":
-        """Arguments first, then OPENSEARCH_* environment variables, then the running local node."""
-        url = url or os.environ.get(ENV_URL) or LocalEngine().url() or DEFAULT_URL
+        """Arguments first, then OPENSEARCH_* environment variables, then the running local node.
+
+        Raises :class:`NoClusterError` when none of them gives a URL.
+        """
+        url = url or os.environ.get(ENV_URL)
+        if not url:
+            local = LocalEngine()
+            url = local.url()
+            if not url:
+                raise NoClusterError(f"no cluster given (--url or ${ENV_URL}) and the local engine under "
+                                     f"{local.state_dir} is not running: start it with `cmsearch engine start`, "
+                                     "or name a cluster with --url")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {safe_url(url)!r}")
         # user-info in the URL moves to basic auth, so the URL itself can be shown
-        if parts.username:
-            user = user or parts.username
-            password = password or parts.password
-            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+        if parts.username is not None:
+            user = user or unquote(parts.username)
+            password = password or (unquote(parts.password) if parts.password is not None else None)
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            netloc = host + (f":{parts.port}" if parts.port else "")
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         user = user or os.environ.get(ENV_USER)
         password = password or os.environ.get(ENV_PASSWORD)
@@ -83,12 +102,17 @@ class ConnectionSettings:
         return redact_urls(text)
 
 
-def safe_url(url: str) -> str:
-    return redact_urls(url)
+@dataclass(frozen=True)
+class NoCluster:
+    """Stands in for :class:`ConnectionSettings` when no cluster is named and the local node is
+    down: a command that never needs a cluster (a dry run) still works, and the first that asks
+    for a client gets the reason instead of a connection to whatever answers on port 9200."""
 
+    reason: str
+    url: None = None
 
-_USERINFO = re.compile(r"(https?://)[^/@\s]+@")
+    def client(self) -> OpenSearch:
+        raise NoClusterError(self.reason)
 
-
-def redact_urls(text: str) -> str:
-    return _USERINFO.sub(r"\1***@", text)
+    def redact(self, text: str) -> str:
+        return redact_urls(text)

@@ -3,6 +3,12 @@
 The node is the default target for the demo and the tests.  Its state (Maven build output,
 data, logs, pid and the URL it serves) lives under one state directory, so `start` can tell
 whether a node already runs there and never starts a second one.
+
+The pid file is a hint, not the truth: it can be damaged, or name a pid the system has since
+given to another process (after ``kill -9``).  The running node is the java process whose
+command line runs the launcher on this node directory, found through ``/proc``; the pid file
+is only trusted where there is no ``/proc``.  The state directory holds the index data, so it
+is private to its owner (0700).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ PLUGIN_CLASSES = (
     "org.opensearch.neuralsearch.plugin.NeuralSearch",
 )
 PLUGIN_DIRS = ("opensearch-knn", "neural-search")
+LAUNCHER_CLASS = "org.cmsearch.engine.Launcher"
 JVM_FLAGS = (
     "-Dlog4j2.disable.jmx=true",
     "-Dopensearch.set.netty.runtime.available.processors=false",
@@ -73,6 +80,31 @@ def _jar_key(name: str) -> str:
         if part[:1].isdigit():
             return "-".join(parts[:i])
     return stem
+
+
+def _launcher_pids(node_dir: Path) -> list[int] | None:
+    """Live processes running the launcher on ``node_dir``; None where ``/proc`` cannot tell."""
+    proc = Path("/proc")
+    if not (proc / "self" / "cmdline").exists():
+        return None
+    want = os.fsencode(str(node_dir))
+    found = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and _runs_launcher(int(entry.name), want):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _runs_launcher(pid: int, node_dir: bytes) -> bool:
+    try:
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    try:
+        i = argv.index(LAUNCHER_CLASS.encode())
+    except ValueError:
+        return False
+    return i + 1 < len(argv) and argv[i + 1] == node_dir and _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -167,7 +199,7 @@ class LocalEngine:
     # ---- lifecycle ---------------------------------------------------------------------
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._private_dir(self.state_dir)
         with open(self.state_dir / "lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -175,21 +207,42 @@ class LocalEngine:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @staticmethod
+    def _private_dir(path: Path) -> None:
+        """Create ``path`` (and parents) and make it 0700: it holds the node's data and logs."""
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
     def pid(self) -> int | None:
+        """The pid of the node running under this state dir (found by its command line), or None."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            recorded: int | None = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
-            return None
-        return pid if _pid_alive(pid) else None
+            recorded = None
+        running = _launcher_pids(self.node_dir)
+        if running is None:  # no /proc: the pid file is all there is
+            return recorded if recorded is not None and _pid_alive(recorded) else None
+        if recorded in running:
+            return recorded
+        return running[0] if running else None
 
     def url(self) -> str | None:
-        """The URL of the running node, or None when no node runs under this state dir."""
+        """The URL of the running node, or None when no node runs under this state dir (or it has
+        not bound its HTTP port yet)."""
         if self.pid() is None:
             return None
         try:
-            return self.ready_file.read_text().strip() or None
+            url = self.ready_file.read_text().strip()
         except OSError:
+            url = ""
+        if url:
+            return url
+        # the READY file is gone (removed by hand or by an old launcher): the node's ports file
+        try:
+            first = (self.node_dir / "logs" / "http.ports").read_text().split()[0]
+        except (OSError, IndexError):
             return None
+        return f"http://{first}"
 
     def start(self, *, timeout: float = 240.0, exit_with_parent: bool = False,
               progress=lambda msg: None) -> str:
@@ -200,23 +253,27 @@ class LocalEngine:
         Python process dies (it watches a pipe on its stdin), so tests leave no orphan.
         """
         with self._lock():
-            running = self.url()
-            if running:
-                return running
+            running = self.pid()
+            if running is not None:
+                return self._wait_for_running(running, timeout)
             if not self.is_built():
                 progress("building the engine with Maven (first run only)...")
             self.build()
-            self.node_dir.mkdir(parents=True, exist_ok=True)
+            self._private_dir(self.node_dir)
             (self.node_dir / "logs").mkdir(exist_ok=True)
+            # whatever an earlier node left (after kill -9) must not be read as this one's address
             self.ready_file.unlink(missing_ok=True)
+            (self.node_dir / "logs" / "http.ports").unlink(missing_ok=True)
             cfg = self.node_dir / "home" / "config"
             cfg.mkdir(parents=True, exist_ok=True)
             shutil.copy(JAVA_DIR / "config" / "log4j2.properties", cfg / "log4j2.properties")
             cp = os.pathsep.join(str(p) for p in self.classpath())
             cmd = ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS, "-cp", cp,
-                   "org.cmsearch.engine.Launcher", str(self.node_dir), self.http_ports,
+                   LAUNCHER_CLASS, str(self.node_dir), self.http_ports,
                    "true" if exit_with_parent else "false", *PLUGIN_CLASSES]
-            log: IO = open(self.log_file, "ab")
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # also a log an older version created 0644
+            log: IO = os.fdopen(fd, "ab")
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
                                     start_new_session=True)
@@ -239,6 +296,18 @@ class LocalEngine:
                 time.sleep(0.5)
             self._terminate(proc.pid)
             raise EngineError(f"the engine did not become green within {timeout:.0f}s; last log lines:\n{self.log_tail()}")
+
+    def _wait_for_running(self, pid: int, timeout: float) -> str:
+        """The URL of the node that already runs (``pid``), once it is green; never a second JVM."""
+        self.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            url = self.url()
+            if url and self._health(url, "green"):
+                return url
+            time.sleep(0.5)
+        raise EngineError(f"a node (pid {pid}) runs under {self.state_dir} but did not answer green within "
+                          f"{timeout:.0f}s; stop it with `cmsearch engine stop`. Last log lines:\n{self.log_tail()}")
 
     def stop(self, *, timeout: float = 60.0) -> bool:
         """Stop the node cleanly (SIGTERM, then SIGKILL after ``timeout``). False if none ran."""

@@ -37,7 +37,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
-from engine.client import redact_urls
+from engine.urls import redact_urls
 from mappings import fields as F
 
 from .bulk import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS, BulkOp, BulkOutcome, BulkWriter, get_refresh_interval,
@@ -45,7 +45,7 @@ from .bulk import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS, BulkOp, BulkOutcome, Bul
 from .catalog import Catalog, SourceRecord
 from .checkpoint import Checkpoint, CheckpointStore
 from .enrich import ContentHash, Enricher, build_vocabulary
-from .fetch import DEFAULT_MAX_IMAGE_BYTES, FetchError, ImageFetcher, source_kind
+from .fetch import DEFAULT_MAX_IMAGE_BYTES, FetchError, FetchPolicy, ImageFetcher, source_kind
 from .rejects import STAGE_IMAGE, STAGE_INDEX, STAGE_READ, STAGE_VALIDATE, RejectsWriter
 from .report import Counts, IngestReport, StageTimes
 from .schema import K_ID, InvalidRecord, Limits, Product, validate
@@ -102,6 +102,7 @@ class IngestOptions:
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)   # what image sources may point at
     limits: Limits = field(default_factory=Limits)
     aliases: AliasTable | None = None
     fmt: str | None = None
@@ -193,9 +194,7 @@ def _image_label(source: str) -> str:
     kind = source_kind(source)
     if kind == "data" and len(source) > MAX_STORED_DATA_URI:
         return source.split(",", 1)[0] + f",... ({len(source)} characters, not stored)"
-    if kind == "http":
-        return redact_urls(source)
-    return source
+    return redact_urls(source)
 
 
 def _short_source(source: str) -> str:
@@ -236,7 +235,8 @@ class Ingestor:
         self.checkpoint_store = CheckpointStore(options.checkpoint_path
                                                 or default_checkpoint_path(cat_path, options.index))
         self.fetcher = ImageFetcher(self.catalog.base_dir, max_bytes=options.max_image_bytes,
-                                    connect_timeout=options.connect_timeout, read_timeout=options.read_timeout)
+                                    connect_timeout=options.connect_timeout, read_timeout=options.read_timeout,
+                                    policy=options.fetch_policy)
         self.times = StageTimes()
         self.counts = Counts()
         self.notes: list[str] = []

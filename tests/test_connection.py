@@ -27,6 +27,35 @@ def test_user_info_moves_out_of_the_url_and_out_of_repr():
     assert conn.redact(f"auth {SECRET} rejected") == "auth *** rejected"
 
 
+@pytest.mark.parametrize("url", [f"ftp://u:{SECRET}@127.0.0.1:9/x", f"s3://AKIA:{SECRET}@bucket/key",
+                                 f"redis://:{SECRET}@10.0.0.1:6379/0", f"HTTPS://u:{SECRET}@h", f"http://u:p@ss{SECRET}@h/",
+                                 f"postgresql+psycopg://u:{SECRET}@db/x"])
+def test_user_info_is_redacted_whatever_the_scheme(url):
+    text = redact_urls(f"cannot use '{url}', sorry")
+    assert SECRET not in text and "***@" in text and text.endswith("', sorry")
+
+
+def test_redaction_leaves_urls_without_user_info_alone():
+    text = "see https://h:9200/_cat?v&q=a@b.c and mailto:x@y.z or user@example.com, /tmp/a@b.png"
+    assert redact_urls(text) == text
+
+
+def test_a_non_http_url_with_a_password_is_not_shown(monkeypatch):
+    """Issue 15 item 10: `engine status --url ftp://u:SECRET@127.0.0.1:9` printed the password."""
+    res = CliRunner().invoke(cli, ["engine", "status", "--url", f"ftp://u:{SECRET}@127.0.0.1:9"])
+    assert res.exit_code == 2 and "not an http(s) URL" in res.output
+    assert SECRET not in res.output and "ftp://***@127.0.0.1:9" in res.output
+
+
+def test_plugin_ingest_redacts_without_the_engine_node():
+    import subprocess
+    import sys
+
+    code = ("import sys, plugin_ingest.fetch, plugin_ingest.pipeline; "
+            "assert 'engine.node' not in sys.modules, 'engine.node imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+
+
 def test_password_from_the_environment_is_not_in_cli_errors(monkeypatch):
     monkeypatch.setenv("OPENSEARCH_USER", "alice")
     monkeypatch.setenv("OPENSEARCH_PASSWORD", SECRET)

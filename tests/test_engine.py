@@ -137,3 +137,11 @@ def test_second_start_reuses_the_running_node(local_engine):
     out = subprocess.run(["pgrep", "-f", f"org.cmsearch.engine.Launcher {local_engine.node_dir}"],
                          capture_output=True, text=True)
     assert len(out.stdout.split()) == 1
+
+
+def test_state_dir_is_private_to_its_owner(local_engine):
+    import os
+    import stat
+
+    assert stat.S_IMODE(os.stat(local_engine.state_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(local_engine.log_file).st_mode) == 0o600

@@ -26,6 +26,7 @@ import mappings
 from engine.client import ConnectionSettings
 from mappings import VectorDims
 from mappings import fields as F
+from plugin_ingest.fetch import FetchPolicy
 from plugin_ingest.pipeline import IngestInterrupted, IngestOptions, Ingestor
 from plugin_ingest.rejects import read_rejects
 
@@ -147,6 +148,7 @@ def _options(tmp_path, index, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("rejects_path", tmp_path / f"{index}.rejects.jsonl")
     kw.setdefault("checkpoint_path", tmp_path / f"{index}.ckpt.json")
+    kw.setdefault("fetch_policy", FetchPolicy(allow_private_urls=True))  # the image servers are on loopback
     return IngestOptions(index=index, **kw)
 
 
@@ -287,7 +289,7 @@ def test_cli_dry_run_exit_status(tmp_path, broken_catalog):
 
     runner = CliRunner()
     args = [str(broken_catalog), "--index", "dry", "--dry-run", "--rejects", str(tmp_path / "dry.rejects.jsonl"),
-            "--image-timeout", "0.5", "--no-progress"]
+            "--image-timeout", "0.5", "--no-progress", "--allow-private-urls"]
     res = runner.invoke(ingest, args)                  # --image-errors keep (the default)
     assert res.exit_code == 1, res.output
     assert "DRY RUN" in res.stdout and "read = indexed + rejected + unchanged  ok" in res.stdout
@@ -561,10 +563,12 @@ import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from pathlib import Path
 from engine.client import ConnectionSettings
+from plugin_ingest.fetch import FetchPolicy
 from plugin_ingest.pipeline import IngestInterrupted, IngestOptions, Ingestor
 from test_ingest_e2e import HashEncoders
 catalog, index, url, work = sys.argv[2:6]
 opts = IngestOptions(index=index, create=True, batch_size=2, bulk_docs=2, progress=False,
+                     fetch_policy=FetchPolicy(allow_private_urls=True),
                      checkpoint_path=Path(work) / "ckpt.json", rejects_path=Path(work) / "rejects.jsonl")
 try:
     r = Ingestor(catalog, opts, client=ConnectionSettings.resolve(url).client(), encoders=HashEncoders()).run()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mappings import fields as F
+from plugin_ingest.fetch import FetchPolicy
 from plugin_ingest.pipeline import IngestOptions, Ingestor
 
 pytestmark = [pytest.mark.engine, pytest.mark.models, pytest.mark.data]
@@ -43,7 +44,8 @@ def test_ikea_sample_with_real_encoders(os_client, fresh_index, tmp_path, shared
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     index = fresh_index("ingest-models")
     report = Ingestor(path, IngestOptions(index=index, create=True, progress=False, batch_size=8,
-                                          checkpoint_path=tmp_path / "c.json"),
+                                          checkpoint_path=tmp_path / "c.json",
+                                          fetch_policy=FetchPolicy(allow_dirs=(shared_data,))),
                       client=os_client, encoders=encoders).run()
     assert report.counts.indexed == 24 and report.counts.rejected == 0
     os_client.indices.refresh(index=index)

@@ -18,7 +18,7 @@ from plugin_ingest.bulk import error_text
 from plugin_ingest.catalog import Catalog, CatalogError
 from plugin_ingest.checkpoint import Checkpoint, CheckpointStore
 from plugin_ingest.enrich import Enricher, build_vocabulary, passage_text
-from plugin_ingest.fetch import FetchError, ImageFetcher
+from plugin_ingest.fetch import FetchError, FetchPolicy, ImageFetcher
 from plugin_ingest.rejects import RejectsWriter, read_rejects
 from plugin_ingest.report import Counts
 from plugin_ingest.schema import InvalidRecord, Limits, validate
@@ -255,7 +255,8 @@ def http_server():
 
 
 def test_fetch_http(http_server, tmp_path):
-    f = ImageFetcher(tmp_path, max_bytes=1024 * 1024, read_timeout=0.5)
+    # the test server is on loopback, which the default policy refuses
+    f = ImageFetcher(tmp_path, max_bytes=1024 * 1024, read_timeout=0.5, policy=FetchPolicy(allow_private_urls=True))
     assert f.fetch(f"{http_server}/ok.png") == _png_bytes()
     assert f.fetch(f"{http_server}/moved") == _png_bytes()
     with pytest.raises(FetchError, match="HTTP 404"):
@@ -273,7 +274,7 @@ def test_fetch_http(http_server, tmp_path):
 
 
 def test_fetch_messages_hide_url_credentials(tmp_path):
-    f = ImageFetcher(tmp_path, connect_timeout=0.5)
+    f = ImageFetcher(tmp_path, connect_timeout=0.5, policy=FetchPolicy(allow_private_urls=True))
     with pytest.raises(FetchError) as e:
         f.fetch("http://user:s3cret@127.0.0.1:9/x.png")
     assert "s3cret" not in str(e.value)
