@@ -36,7 +36,7 @@ from models.training.classifier import ClassifierConfig, leaf_labels, topk_accur
 from models.training.features import FeatureExtractor  # noqa: E402
 from models.training.metrics import normalize, retrieval_metrics  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
-from models.training.pipeline import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
+from models.training.train_catalog import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
 from models.training.trainer import TrainConfig, train_heads  # noqa: E402
 
 FULL = ("title", "brand", "category", "description")

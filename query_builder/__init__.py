@@ -12,12 +12,12 @@ Building needs no connection::
 
 Running it, with server- or client-side fusion chosen by what the cluster can do::
 
-    Searcher(client, "hybrid_minmax", encoders, index="products").search(request)
+    space = Space.load(models_dir, heads_dir, strict=False)      # from models.space
+    Searcher(client, "hybrid_minmax", space, index="products").search(request)
 """
 from .build import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
 from .capabilities import FusionCapabilities, detect_fusion
-from .encode import (Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode,
-                     encoders_from_dir)
+from .query_vectors import QueryImageError, encode
 from .facets import FacetBucket, Facets, facet_aggs, parse_facets
 from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
 from .pipeline import SearchPipeline, search_pipeline
@@ -33,8 +33,7 @@ __all__ = [
     "Profile", "ProfileError", "Retriever", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
     "FacetSpec", "load_profile", "shipped_profiles",
     "understand", "Understanding", "CategoryBoost",
-    "Encoders", "TextEncoderLike", "ImageEncoderLike", "encode", "decode_image", "QueryImageError",
-    "encoders_from_dir",
+    "encode", "QueryImageError",
     "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
     "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
     "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",

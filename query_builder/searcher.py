@@ -1,6 +1,6 @@
 """Running a search: the thin layer between the pure builder and an OpenSearch client.
 
-``Searcher(client, profile).search(request)`` encodes (if encoders are given),
+``Searcher(client, profile, space).search(request)`` encodes (if a space is given),
 understands, builds, then runs the search one of three ways:
 
 - *single*: the profile leaves one retriever for this request; a plain search;
@@ -9,7 +9,11 @@ understands, builds, then runs the search one of three ways:
   technique it lacks, weighted RRF, more than five retrievers), one ``msearch``
   of the sub-queries, fused in Python with the same semantics.
 
-Whether the server can fuse is found out once per searcher, by trying.
+Whether the server can fuse is found out once per searcher, by trying. So is the space the
+index records in its mapping's ``_meta``: query vectors of another space would be compared
+with the index's as if they meant the same thing, so a different space is refused (unless
+``allow_other_space``, which turns the refusal into a note), and the fused query vector is
+weighted as the index's products were.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from mappings import fields
 from .build import BuiltSearch, build_search
 from .capabilities import FusionCapabilities, detect_fusion
 from .dsl import Bool, Exists, Knn, Nested, transform
-from .encode import Encoders, encode
+from .query_vectors import encode
 from .explain import explain_hits, ranked_lists
 from .facets import Facets, parse_facets
 from .fusion import fuse
@@ -57,9 +61,12 @@ def _engine_message(exc: Exception) -> str:
 class Searcher:
     """Searches one product index with one profile.
 
-    - ``encoders``: compute query vectors from text and photos; without them a
-      request must carry precomputed vectors for the dense retrievers (the
-      lexical retriever needs none).
+    - ``space``: a :class:`models.space.Space` that computes query vectors from
+      text and photos; without it a request must carry precomputed vectors for
+      the dense retrievers (the lexical retriever needs none).  It must be the
+      space the index records (see ``allow_other_space``).
+    - ``ocr``: reads text off query photos (brand recognition), e.g.
+      :class:`models.ocr.OcrReader`'s ``read``.
     - ``aliases``: brand/category alias table for recognition (see
       :mod:`analysis.vocabulary`).  The vocabulary itself is read from the
       index's facets on first use and re-read after ``vocabulary_max_age_s``
@@ -68,12 +75,16 @@ class Searcher:
     """
 
     def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
-                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
-                 capabilities: FusionCapabilities | None = None) -> None:
+                 capabilities: FusionCapabilities | None = None, ocr: Any = None,
+                 allow_other_space: bool = False) -> None:
         self.client = client
         self.profile = load_profile(profile)
-        self.encoders = encoders
+        self.space = space
+        self.ocr = ocr
+        self.allow_other_space = allow_other_space
+        self._space_checked: tuple[tuple[float, float], str | None] | None = None
         self.index = index
         self.aliases = aliases
         self.vocabulary_max_age_s = vocabulary_max_age_s
@@ -94,6 +105,42 @@ class Searcher:
                 except NotFoundError:
                     raise SearchError(f"index {self.index!r} does not exist") from None
             return self._caps
+
+    def index_space(self) -> tuple[tuple[float, float], str | None]:
+        """(fused weights, warning or None) from the space the index records; checked once.
+
+        Raises :class:`SearchError` when the searcher's space is not the index's (unless
+        ``allow_other_space``).
+        """
+        with self._lock:
+            if self._space_checked is not None:
+                return self._space_checked
+        from models.identity import SpaceIdentity, mismatch_message
+
+        try:
+            mapping = self.client.indices.get_mapping(index=self.index)[self.index]["mappings"]
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"reading the mapping of {self.index!r} failed: {_engine_message(exc)}") from None
+        try:
+            recorded = SpaceIdentity.from_mapping(mapping)
+        except ValueError:   # unreadable: treated as recording none
+            recorded = None
+        mine = getattr(self.space, "identity", None)
+        warning = None
+        if mine is not None:
+            why = mismatch_message(self.index, recorded, mine,
+                                   "re-ingest it with --recreate, or load the space that made it" if recorded
+                                   is None else "search with the heads and models that made it, or re-ingest "
+                                   "with --recreate")
+            if why and not self.allow_other_space:
+                raise SearchError(why)
+            warning = f"searching anyway: {why}" if why else None
+        weights = recorded.weights if recorded is not None else (mine.weights if mine is not None else (0.5, 0.5))
+        with self._lock:
+            self._space_checked = (weights, warning)
+        return self._space_checked
 
     def refresh_vocabulary(self) -> Vocabulary:
         """Re-read brands and categories from the index (e.g. after an ingest)."""
@@ -125,10 +172,12 @@ class Searcher:
     def prepare(self, request: SearchRequest) -> BuiltSearch:
         """Encode, understand and build, without running anything on the cluster."""
         vocab = self.vocabulary()
-        if self.encoders is not None:
-            request = encode(request, self.encoders)
+        weights, warning = self.index_space()
+        if self.space is not None:
+            request = encode(request, self.space, self.ocr)
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
-        return build_search(request, self.profile, u, vocabulary=vocab)
+        built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
+        return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _route(self, built: BuiltSearch) -> tuple[str, str | None]:
         if not built.is_fused:
