@@ -65,9 +65,7 @@ def test_ikea_sample_with_real_encoders(os_client, fresh_index, tmp_path, shared
         F.nested(F.IMAGE_FEATURE): {"vector": image[F.IMAGE_FEATURE], "k": 1}}}}}})
     assert res["hits"]["hits"][0]["_id"] == rows[0]["id"]
     # an English query encoded as a query finds a product of that type among the first hits
-    q = encoders.text.encode([f"{rows[3]['title']}"], kind="query")[0]
-    if encoders.has_heads:
-        q = encoders.heads.project_text(q[None, :])[0]
+    q = encoders.embed_query(text=f"{rows[3]['title']}").text
     res = os_client.search(index=index, body={"size": 3, "query": {"knn": {F.TEXT_VECTOR: {
         "vector": q.tolist(), "k": 3}}}})
     assert rows[3]["id"] in [h["_id"] for h in res["hits"]["hits"]]
