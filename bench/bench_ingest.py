@@ -81,14 +81,16 @@ def _peak_rss_mb() -> float:
 
 
 def _encoders(args):
-    from plugin_ingest.encode import ModelEncoders
+    from models.heads_registry import resolve_heads
+    from models.manifest import default_models_dir
+    from models.space import Space
 
-    return ModelEncoders.load(args.models, args.heads, threads=args.threads)
+    models = args.models or default_models_dir()
+    return Space.load(models, resolve_heads(models, args.heads), strict=True, threads=args.threads).open_all()
 
 
 # ---------------------------------------------------------------- child: encoder-only rate
 def child_encode(args) -> dict:
-    from models.images import load_image
     from plugin_ingest.catalog import Catalog
     from plugin_ingest.enrich import passage_text
     from plugin_ingest.fetch import FetchPolicy, ImageFetcher
@@ -101,18 +103,17 @@ def child_encode(args) -> dict:
     fetcher = ImageFetcher(cat.base_dir, policy=FetchPolicy(allow_dirs=(DATA,)))  # image paths point into DATA
     prepared = []
     for p in sample:  # decoding is not timed: the point is the models' own speed
-        pixels = [enc.prepare_image(load_image(fetcher.fetch(src))) for src in p.images]
+        pixels = [enc.preprocess(enc.decode(fetcher.fetch(src))) for src in p.images]
         prepared.append((passage_text(p), pixels))
     bs = args.batch_size
     batches = [prepared[i:i + bs] for i in range(0, len(prepared), bs)]
     warm = batches[0]
-    enc.encode_batch([t for t, _ in warm], [x for _, px in warm for x in px])
+    enc.embed_products([t for t, _ in warm], [px for _, px in warm])
     t0 = time.perf_counter()
     images = 0
     for b in batches:
-        px = [x for _, pxs in b for x in pxs]
-        images += len(px)
-        enc.encode_batch([t for t, _ in b], px)
+        images += sum(len(pxs) for _, pxs in b)
+        enc.embed_products([t for t, _ in b], [pxs for _, pxs in b])
     secs = time.perf_counter() - t0
     return {"products": len(prepared), "images": images, "seconds": secs, "rate": len(prepared) / secs,
             "describe": enc.describe(), "peak_rss_mb": _peak_rss_mb()}

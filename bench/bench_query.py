@@ -309,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from engine.client import ConnectionSettings, safe_url
-    from query_builder import encoders_from_dir, load_profile
+    from cmsearch.space_options import open_space
+    from query_builder import load_profile
 
     conn = ConnectionSettings.resolve(args.url)
     client = conn.client()
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     docs = client.count(index=args.index)["count"]
     version = client.info()["version"]["number"]
-    encoders = encoders_from_dir(args.models, args.heads, threads=args.threads)
+    encoders, _ = open_space(client, args.index, args.models, args.heads)   # the space the index records
     for p in encoders.problems:
         print(f"note: {p}", file=sys.stderr)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]

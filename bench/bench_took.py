@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import bench_query
     from engine.client import ConnectionSettings
-    from query_builder import Searcher, SearchRequest, encode, encoders_from_dir, load_profile
+    from cmsearch.space_options import open_space
+    from query_builder import Searcher, SearchRequest, encode, load_profile
 
     client = ConnectionSettings.resolve(args.url).client()
-    encoders = encoders_from_dir(args.models, args.heads)
+    encoders, _ = open_space(client, args.index[0], args.models, args.heads)
     texts = [q["text"] for q in bench_query.make_queries(args.queries)["text"]]
     requests = [encode(SearchRequest(text=t, size=10), encoders) for t in texts]
     profile = load_profile(args.profile)

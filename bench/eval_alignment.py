@@ -33,10 +33,11 @@ import make_catalogs as mc  # noqa: E402
 
 from models.training.catalog import read_catalog  # noqa: E402
 from models.training.classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier  # noqa: E402
-from models.training.features import FeatureExtractor  # noqa: E402
+from models.space import Space  # noqa: E402
+from models.training.features import FeatureCache  # noqa: E402
 from models.training.metrics import normalize, retrieval_metrics  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
-from models.training.pipeline import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
+from models.training.train_catalog import DEFAULT_VIEWS, _softmax_apply, apply_head, build_pairs, format_table  # noqa: E402
 from models.training.trainer import TrainConfig, train_heads  # noqa: E402
 
 FULL = ("title", "brand", "category", "description")
@@ -62,7 +63,7 @@ def random_metrics(n_queries: int, n_candidates: int, rel_fn, seed: int = 0, pre
     return retrieval_metrics(sim, rel_fn, precision_ks=precision_ks)
 
 
-def imagenet_bridge(fx: FeatureExtractor, logits: np.ndarray, top: int = 5) -> np.ndarray:
+def imagenet_bridge(fx: FeatureCache, logits: np.ndarray, top: int = 5) -> np.ndarray:
     """No-training baseline: a photo becomes the e5 vector of its top ImageNet class names.
 
     This is what the two backbones can do together *without* any trained head.
@@ -81,7 +82,7 @@ def heads_fn(res):
 
 
 # --------------------------------------------------------------------------- IKEA
-def ikea(fx: FeatureExtractor, work: Path, configs: dict[str, TrainConfig], results: dict) -> dict:
+def ikea(fx: FeatureCache, work: Path, configs: dict[str, TrainConfig], results: dict) -> dict:
     products, _ = read_catalog(work / "ikea.jsonl")
     split = json.loads((work / "ikea_split.json").read_text())
     by_id = {p.id: p for p in products}
@@ -189,7 +190,7 @@ def classifier_eval(title: str, cls, data: PairData, levels: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- Grocery
-def grocery(fx: FeatureExtractor, work: Path, cfg: TrainConfig, results: dict) -> dict:
+def grocery(fx: FeatureCache, work: Path, cfg: TrainConfig, results: dict) -> dict:
     shelf = {s: [json.loads(line) for line in (work / "queries" / f"grocery_shelf_{s}.jsonl").open()]
              for s in ("val", "test")}
     out, heads = {}, {}
@@ -328,7 +329,7 @@ def cedict_expand(query: str, cedict: dict[str, str], max_len: int = 6) -> str:
     return f"{query} {' '.join(glosses)}" if glosses else query
 
 
-def chinese(fx: FeatureExtractor, work: Path, ikea_trained: dict, groc: dict, results: dict,
+def chinese(fx: FeatureCache, work: Path, ikea_trained: dict, groc: dict, results: dict,
             cedict: dict[str, str] | None = None) -> None:
     qs = [json.loads(line) for line in (work / "queries" / "zh.jsonl").open(encoding="utf-8")]
     rows, out = [], {}
@@ -401,7 +402,7 @@ def main(argv=None) -> int:
         return 2
     (work / "data_dir.json").write_text(json.dumps({"data": str(args.data)}))
     t0 = time.perf_counter()
-    fx = FeatureExtractor(models, args.cache, threads=2, log=log)
+    fx = FeatureCache(Space.load(models, None, strict=True, threads=2), args.cache, log=log)
     base = TrainConfig(seed=args.seed)
     configs = {DEFAULT: base,
                "identity+linear": replace(base, image_head="linear"),

@@ -29,7 +29,8 @@ from evaluation.metrics import DEFAULT_METRICS, parse_metrics  # noqa: E402
 from evaluation.runner import format_table, new_run_id, run_profiles  # noqa: E402
 from evaluation.search_adapter import SearchFactory  # noqa: E402
 from make_judgments import DEFAULT_OUT  # noqa: E402
-from query_builder import encoders_from_dir, load_profile, shipped_profiles  # noqa: E402
+from cmsearch.space_options import open_space  # noqa: E402
+from query_builder import load_profile, shipped_profiles  # noqa: E402
 
 STANDARD = ("bm25", "dense_text", "image", "hybrid_minmax", "hybrid_rrf", "hybrid_minmax_noboost")
 
@@ -75,11 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     metrics = parse_metrics(args.metrics) if args.metrics else DEFAULT_METRICS
     conn = ConnectionSettings.resolve(args.url)
     client = conn.client()
-    encoders = None
-    if not args.no_models:
-        encoders = encoders_from_dir(args.models)
-        for p in encoders.problems:
-            print(f"note: {p}", file=sys.stderr)
     factories: dict[str, SearchFactory] = {}
     runs = []
     run_id = new_run_id()
@@ -91,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         js = load_judgments(args.judgments / name)
         if args.limit:
             js = js.head(args.limit)
-        factory = factories.setdefault(index, SearchFactory(client, index, encoders))
+        if index not in factories:   # each index with the space (heads, weights) it records
+            space = None if args.no_models else open_space(client, index, args.models, None)[0]
+            for p in getattr(space, "problems", ()):
+                print(f"note: {p}", file=sys.stderr)
+            factories[index] = SearchFactory(client, index, space)
+        factory = factories[index]
         t0 = time.perf_counter()
         run = run_profiles(js, {p.name: factory(p) for p in profiles}, metrics, run_id=f"{run_id}-{name}")
         print(format_table(run))

@@ -17,9 +17,10 @@ from evaluation.metrics import DEFAULT_METRICS, parse_metrics
 from evaluation.runner import EvalError, format_table, format_worst, new_run_id, run_profiles
 from evaluation.search_adapter import SearchFactory
 from evaluation.tune import SpaceError, default_space, format_report, load_space, tune as tune_profile, write_profile
-from query_builder import ProfileError, SearchError, encoders_from_dir, load_profile, shipped_profiles
+from query_builder import ProfileError, SearchError, load_profile, shipped_profiles
 
 from .options import connection_options, fail
+from .space_options import echo_problems, open_space, space_options
 
 STANDARD_PROFILES = ("bm25", "dense_text", "image", "hybrid_minmax", "hybrid_rrf", "hybrid_minmax_noboost")
 
@@ -29,11 +30,7 @@ def _models_options(fn):
                       help="Brand/category alias file (JSON, see analysis/vocabulary.py).")(fn)
     fn = click.option("--ocr", is_flag=True, help="Read text off query photos (rapidocr).")(fn)
     fn = click.option("--no-models", is_flag=True, help="Load no encoders: only lexical retrieval can run.")(fn)
-    fn = click.option("--heads", "heads_dir", type=click.Path(path_type=Path), default=None,
-                      help="Projection heads directory (default: <models>/heads).")(fn)
-    fn = click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
-                      help="Model directory (default: $CMSEARCH_MODELS_DIR or ~/.cache/cmsearch/models).")(fn)
-    return fn
+    return space_options(fn)
 
 
 def _judgments_options(fn):
@@ -47,17 +44,22 @@ def _judgments_options(fn):
     return fn
 
 
-def _factory(conn, index_name, models_dir, heads_dir, no_models, ocr, aliases) -> SearchFactory:
+def _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases) -> SearchFactory:
     try:
         table = AliasTable.load(aliases) if aliases else None
     except AliasError as exc:
         raise click.UsageError(str(exc)) from None
-    encoders = None
-    if not no_models:
-        encoders = encoders_from_dir(models_dir, heads_dir, ocr=ocr)
-        for p in encoders.problems:
-            click.echo(f"note: {p}", err=True)
-    return SearchFactory(conn.client(), index_name, encoders, aliases=table)
+    client = conn.client()
+    space, reader = (None, None) if no_models else open_space(client, index_name, models_dir, heads_dir, ocr=ocr)
+    factory = SearchFactory(client, index_name, space, aliases=table, ocr=reader,
+                            allow_other_space=allow_other_space)
+    if space is not None:
+        try:
+            factory.searcher("bm25")   # the index's space is checked here, before any query is encoded
+        except SearchError as exc:
+            raise click.ClickException(conn.redact(str(exc))) from None
+        echo_problems(space)
+    return factory
 
 
 def _load(judgments_path: Path, queries_file: Path | None, limit: int | None):
@@ -89,7 +91,7 @@ def _progress(profile: str, done: int, total: int) -> None:
 @_models_options
 @connection_options
 def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, metrics, to_index, run_id, json_out,
-             worst, models_dir, heads_dir, no_models, ocr, aliases):
+             worst, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases):
     """Score profiles side by side on a judgment set: nDCG, recall, MRR, per query and averaged."""
     js = _load(judgments_path, queries_file, limit)
     try:
@@ -98,7 +100,7 @@ def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, me
         loaded = [load_profile(p) for p in names]
     except (ValueError, ProfileError) as exc:
         raise click.UsageError(str(exc)) from None
-    factory = _factory(conn, index_name, models_dir, heads_dir, no_models, ocr, aliases)
+    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases)
     try:
         searches = {p.name: factory(p) for p in loaded}
         run = run_profiles(js, searches, specs, run_id=run_id or new_run_id(), progress=_progress)
@@ -136,8 +138,12 @@ def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, me
 @_models_options
 @connection_options
 def tune(conn, index_name, judgments_path, queries_file, limit, base_profile, out_file, tuned_name, trials,
-         time_budget, holdout, seed, metric, space_file, show_space, models_dir, heads_dir, no_models, ocr, aliases):
-    """Random-search a profile's weights, k and boosts on a train split; report held-out queries."""
+         time_budget, holdout, seed, metric, space_file, show_space, models_dir, heads_dir, allow_other_space,
+         no_models, ocr, aliases):
+    """Random-search a profile's weights, k and boosts on a train split; report held-out queries.
+
+    The weights of the fused vector are not tuned: they are the index's, recorded with its space.
+    """
     try:
         base = load_profile(base_profile).to_dict()
         space = load_space(space_file, base) if space_file else default_space(base)
@@ -149,7 +155,7 @@ def tune(conn, index_name, judgments_path, queries_file, limit, base_profile, ou
         click.echo(json.dumps(space.to_dict(), indent=2))
         return
     js = _load(judgments_path, queries_file, limit)
-    factory = _factory(conn, index_name, models_dir, heads_dir, no_models, ocr, aliases)
+    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases)
 
     def report(trial):
         score = "rejected" if trial.train_score is None else f"{trial.train_score:.4f}"

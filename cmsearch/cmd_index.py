@@ -7,11 +7,14 @@ from pathlib import Path
 import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
-from mappings import MappingError, VectorDims
-from models.manifest import ManifestError, default_models_dir, load_manifest
+from mappings import MappingError
+from models.heads_registry import HeadsNotFound, resolve_heads
+from models.manifest import default_models_dir
+from models.space import Space, SpaceError
 from plugin_ingest.index_admin import IndexExistsError, create_product_index, delete_index, index_stats
 
 from .options import connection_options, fail
+from .space_options import heads_option, models_option
 
 
 @click.group()
@@ -21,22 +24,27 @@ def index() -> None:
 
 @index.command()
 @click.argument("name")
-@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
-              help="Model directory whose manifest gives the vector dims (default: the user cache).")
+@models_option
+@heads_option("<models>/heads when it holds heads")
+@click.option("--image-weight", type=float, default=None, help="Fusion weight of the image vector (default: heads manifest, else 0.5).")
+@click.option("--text-weight", type=float, default=None, help="Fusion weight of the text vector (default: heads manifest, else 0.5).")
 @click.option("--recreate", is_flag=True, help="Delete the index first if it exists.")
 @click.option("--shards", default=1, show_default=True)
 @click.option("--replicas", default=0, show_default=True)
 @connection_options
-def create(conn, name: str, models_dir: Path | None, recreate: bool, shards: int, replicas: int) -> None:
-    """Create the product index NAME with vector dims from the model manifest."""
+def create(conn, name: str, models_dir: Path | None, heads_dir: str | None, image_weight: float | None,
+           text_weight: float | None, recreate: bool, shards: int, replicas: int) -> None:
+    """Create the product index NAME for the space of these models and heads (recorded in its _meta)."""
     try:
-        dims = VectorDims.from_manifest(load_manifest(models_dir or default_models_dir()))
-        create_product_index(conn.client(), name, dims, recreate=recreate, shards=shards, replicas=replicas)
-    except (ManifestError, MappingError, IndexExistsError) as exc:
+        mdir = models_dir or default_models_dir()
+        space = Space.load(mdir, resolve_heads(mdir, heads_dir), strict=True, w_img=image_weight, w_txt=text_weight)
+        create_product_index(conn.client(), name, space.dims, recreate=recreate, shards=shards, replicas=replicas,
+                             space=space.identity)
+    except (SpaceError, HeadsNotFound, MappingError, IndexExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
-    click.echo(f"created {name} (shared vectors {dims.shared}-d, image features {dims.image_feature}-d)")
+    click.echo(f"created {name} for {space.identity.describe()}")
 
 
 @index.command()
@@ -58,8 +66,12 @@ def delete(conn, name: str, yes: bool) -> None:
 @click.argument("name")
 @connection_options
 def stats(conn, name: str) -> None:
-    """Product count, size and vector dims of NAME."""
+    """Product count, size, vector dims and the recorded vector space of NAME."""
     try:
-        click.echo(json.dumps(index_stats(conn.client(), name), indent=2, ensure_ascii=False))
+        stats = index_stats(conn.client(), name)
+        if stats["space"] is None:
+            stats["space_note"] = ("this index records no vector space (made before indexes recorded theirs); "
+                                   "re-ingest it with --recreate so searches can check their space")
+        click.echo(json.dumps(stats, indent=2, ensure_ascii=False))
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None

@@ -76,7 +76,10 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
     """
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
-    from plugin_ingest.encode import EncoderSetupError, ModelEncoders, OcrReader
+    from models.heads_registry import HeadsNotFound, resolve_heads
+    from models.manifest import default_models_dir
+    from models.ocr import OcrReader
+    from models.space import Space, SpaceError
     from plugin_ingest.fetch import FetchPolicy
     from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
 
@@ -105,7 +108,9 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
         client = None
         if not dry_run:
             client = conn.client()  # first: no cluster, no models loaded for nothing
-            encoders = ModelEncoders.load(models_dir, heads_dir, threads=threads, w_img=image_weight, w_txt=text_weight)
+            mdir = models_dir or default_models_dir()
+            encoders = Space.load(mdir, resolve_heads(mdir, heads_dir), strict=True, threads=threads,
+                                  w_img=image_weight, w_txt=text_weight).open_all()
             log(f"models: {encoders.describe()}")
         ocr_reader = OcrReader() if ocr else None
         ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
@@ -116,7 +121,7 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             click.echo(exc.report.table(), err=True)
         click.echo(conn.redact(str(exc)), err=True)
         click.get_current_context().exit(130)
-    except (IngestError, EncoderSetupError, CatalogError) as exc:
+    except (IngestError, SpaceError, HeadsNotFound, CatalogError) as exc:
         raise click.ClickException(conn.redact(str(exc))) from None
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import unicodedata
 from pathlib import Path
 
@@ -9,12 +10,33 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from analysis import AliasError, AliasTable
-from query_builder import (Filters, ProfileError, QueryImage, RequestError, SearchError, Searcher, SearchRequest,
-                           encoders_from_dir, load_profile, shipped_profiles)
+from query_builder import (BuildError, Filters, ProfileError, QueryImage, RequestError, SearchError, Searcher,
+                           SearchRequest, encode, load_profile, shipped_profiles)
 from query_builder.request import FACETS, NumberRange
 from query_builder.results import SearchResult
 
 from .options import connection_options, fail
+from .space_options import echo_problems, open_space, space_options
+
+
+class _TimedClient:
+    """The client with the time spent in search round trips added up (``--explain``'s "engine")."""
+
+    def __init__(self, client):
+        self._client, self.seconds = client, 0.0
+
+    def _timed(self, fn):
+        def call(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.seconds += time.perf_counter() - t0
+        return call
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        return self._timed(attr) if name in ("search", "msearch", "count") else attr
 
 
 def _width(s: str) -> int:
@@ -94,22 +116,22 @@ def render(result: SearchResult) -> str:
 @click.option("--facet", "facets", multiple=True, type=click.Choice(FACETS), help="Facets to show (repeatable).")
 @click.option("--size", default=10, show_default=True)
 @click.option("--offset", default=0, show_default=True)
-@click.option("--explain", is_flag=True, help="Show every retriever's raw and normalized score and the boosts.")
+@click.option("--explain", is_flag=True,
+              help="Show every retriever's raw and normalized score, the boosts, and where the time went.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--aliases", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Brand/category alias file (JSON, see analysis/vocabulary.py).")
-@click.option("--heads", "heads_dir", type=click.Path(path_type=Path), default=None,
-              help="Trained heads directory (default: <models>/heads), as used when the index was loaded.")
-@click.option("--models", "models_dir", type=click.Path(path_type=Path), default=None,
-              help="Model directory (default: $CMSEARCH_MODELS_DIR or ~/.cache/cmsearch/models).")
+@space_options
 @click.option("--no-models", is_flag=True, help="Do not load encoders: lexical search only.")
 @click.option("--ocr", is_flag=True, help="Read text off the query photo to recognize its brand (rapidocr).")
 @connection_options
 def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, profile: str, brand: tuple[str, ...],
            category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
            facets: tuple[str, ...], size: int, offset: int, explain: bool, as_json: bool, aliases: Path | None,
-           models_dir: Path | None, heads_dir: Path | None, no_models: bool, ocr: bool) -> None:
+           models_dir: Path | None, heads_dir: str | None, allow_other_space: bool, no_models: bool,
+           ocr: bool) -> None:
     """Search the product index by QUERY text and/or --image photos."""
+    t0 = time.perf_counter()
     try:
         prof = load_profile(profile)
         table = AliasTable.load(aliases) if aliases else None
@@ -120,20 +142,43 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
             facets=facets, size=size, offset=offset, explain=explain)
     except (RequestError, ProfileError, AliasError) as exc:
         raise click.UsageError(str(exc)) from None
-    encoders = None if no_models else encoders_from_dir(models_dir, heads_dir, ocr=ocr)
+    timings: dict[str, float] = {}
     try:
-        searcher = Searcher(conn.client(), prof, encoders, index=index_name, aliases=table)
+        client = _TimedClient(conn.client())
+        space, reader = (None, None) if no_models else open_space(client, index_name, models_dir, heads_dir, ocr=ocr)
+        searcher = Searcher(client, prof, None, index=index_name, aliases=table, ocr=reader,
+                            allow_other_space=allow_other_space)
+        if space is not None:   # the space is checked against the index before anything is encoded
+            Searcher(client, "bm25", space, index=index_name, allow_other_space=allow_other_space).index_space()
+        searcher.vocabulary()
+        timings["load"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if space is not None:
+            request = encode(request, space, reader)
+        timings["encode"] = time.perf_counter() - t1
+        t2, client.seconds = time.perf_counter(), 0.0
         result = searcher.search(request)
+        timings["engine"] = client.seconds
+        timings["build+fuse"] = time.perf_counter() - t2 - client.seconds
     except RequestError as exc:          # e.g. an undecodable photo
         raise click.UsageError(str(exc)) from None
+    except BuildError as exc:            # e.g. a photo for a text-only profile, or no heads for it
+        extra = "; ".join(getattr(space, "problems", ()) or ())
+        raise click.UsageError(f"{exc}{' (' + extra + ')' if extra else ''}") from None
     except SearchError as exc:
         raise click.ClickException(conn.redact(str(exc))) from None
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
-    if encoders is not None and encoders.problems and not as_json:
-        for p in encoders.problems:
-            click.echo(f"note: {p}", err=True)
+    if not as_json:
+        echo_problems(space)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        out = result.to_dict()
+        if explain:
+            out["timings_ms"] = {k: round(v * 1000, 1) for k, v in timings.items()}
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
     else:
         click.echo(render(result))
+        if explain:
+            loaded = ", ".join(space.loaded()) if space is not None else "nothing"
+            click.echo("time: " + " · ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
+                       + f" (models opened: {loaded})")

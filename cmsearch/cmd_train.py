@@ -1,6 +1,6 @@
 """`cmsearch train CATALOG`: align image and text vectors on a catalog's own image-text pairs.
 
-A thin shell over :func:`models.training.pipeline.run`; torch is imported only when the command
+A thin shell over :func:`models.training.train_catalog.run`; torch is imported only when the command
 runs, so the rest of the CLI starts without it.
 """
 from __future__ import annotations
@@ -64,16 +64,18 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
     Every product image and text is encoded once and cached, so retraining takes seconds.
     Prints the evaluation on held-out products against an untrained head.
     """
-    from models.manifest import ManifestError, default_models_dir
+    from models.heads_registry import register_heads
+    from models.manifest import default_models_dir
+    from models.space import SpaceError
     from models.training.classifier import ClassifierConfig
     from models.training.models_manifest import record_heads
     from models.training.pairs import NotEnoughPairs
-    from models.training.pipeline import PipelineConfig, run
+    from models.training.train_catalog import TrainingConfig, run
     from models.training.trainer import TrainConfig
 
     models_dir = Path(models_dir or default_models_dir())
     out_dir = Path(out_dir or models_dir / "heads")
-    cfg = PipelineConfig(
+    cfg = TrainingConfig(
         views=(text_fields,) if no_extra_views else (text_fields, *extra_views), val=val_size, test=test_size,
         train=TrainConfig(image_head=image_head, text_head=text_head, dim=dim, batch_size=batch_size, lr=lr,
                           epochs_max=epochs_max, patience=patience, seed=seed),
@@ -85,8 +87,11 @@ def train(catalog: Path, models_dir: Path | None, out_dir: Path | None, cache_di
                        encoder_threads=threads, epoch_log=(lambda s: None) if quiet else click.echo)
     except NotEnoughPairs as exc:
         raise click.ClickException(f"refusing to train: {exc}") from None
-    except ManifestError as exc:
+    except SpaceError as exc:
         raise click.ClickException(str(exc)) from None
     recorded = record_heads(models_dir, out_dir, manifest)
     if recorded:
         click.echo(f"recorded the heads in {recorded}")
+    # kept by identity: an index made with these heads records their digest, and search, eval
+    # and tune find them there without --heads
+    click.echo(f"registered the heads as {register_heads(models_dir, out_dir)}")

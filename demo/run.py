@@ -59,7 +59,7 @@ def _catalog(cfg: DemoConfig, log: Log) -> dict:
 
 def _heads(catalog: Path, models_dir: Path, heads_dir: Path, log: Log) -> None:
     from models.heads import HeadsError, Heads
-    from models.training.pipeline import run as train
+    from models.training.train_catalog import run as train
     from models.manifest import sha256_file as sha256
 
     try:
@@ -70,17 +70,22 @@ def _heads(catalog: Path, models_dir: Path, heads_dir: Path, log: Log) -> None:
     except HeadsError:
         pass
     train(catalog, models_dir, heads_dir, cache_dir=heads_dir.parent / "feature-cache", log=log)
+    from models.heads_registry import register_heads
+
+    # registered by identity, so `cmsearch search --index <demo index>` finds them without --heads
+    log(f"heads registered at {register_heads(models_dir, heads_dir)}")
 
 
 def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: Path, heads_dir: Path, log: Log):
     from analysis import AliasTable
-    from plugin_ingest.encode import ModelEncoders
+    from models.space import Space
     from plugin_ingest.index_admin import check_index
     from plugin_ingest.pipeline import IngestOptions, Ingestor
 
-    encoders = ModelEncoders.load(models_dir, heads_dir)
-    # the demo owns its index: one that no longer fits these models or this mapping is rebuilt
-    stale = client.indices.exists(index=cfg.index) and check_index(client, cfg.index, encoders.dims)
+    encoders = Space.load(models_dir, heads_dir, strict=True).open_all()
+    # the demo owns its index: one that no longer fits this space or this mapping is rebuilt
+    stale = client.indices.exists(index=cfg.index) and check_index(client, cfg.index, encoders.dims,
+                                                                   space=encoders.identity)
     if stale:
         log(f"rebuilding {cfg.index}: " + "; ".join(stale))
     options = IngestOptions(index=cfg.index, create=True, recreate=bool(stale), aliases=AliasTable.load(aliases),
@@ -164,7 +169,7 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> dict:
     from evaluation.search_adapter import SearchFactory
     from models.build import build_models
     from models.manifest import default_models_dir
-    from query_builder import encoders_from_dir
+    from models.space import Space
 
     times = DemoTimes()
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
@@ -205,10 +210,10 @@ def run_demo(cfg: DemoConfig, log: Log = print) -> dict:
 
     from query_builder import Searcher
 
-    encoders = encoders_from_dir(models_dir, heads_dir)
+    space = Space.load(models_dir, heads_dir, strict=False)
     aliases = AliasTable.load(built["aliases"])
-    _examples(Searcher(client, "hybrid_minmax", encoders, index=cfg.index, aliases=aliases), built["queries"], log)
-    factory = SearchFactory(client, cfg.index, encoders, aliases=aliases)
+    _examples(Searcher(client, "hybrid_minmax", space, index=cfg.index, aliases=aliases), built["queries"], log)
+    factory = SearchFactory(client, cfg.index, space, aliases=aliases)
     metrics = parse_metrics(METRICS_NAMES)
     searches = factory.profiles(list(EVAL_PROFILES))
     evaluation = {}

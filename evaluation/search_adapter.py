@@ -4,7 +4,7 @@ Two things make evaluation and tuning affordable on a small machine, and both li
 
 - every query is **encoded once** (text vector, photo feature and projection, photo categories,
   OCR) and the encoded request is reused by every profile and every tuning trial; the searchers
-  themselves run without encoders;
+  themselves run without a space (the space is checked once against the index's recorded one);
 - the cluster's **fusion capabilities** and the index's **vocabulary** are read once and shared
   by all searchers instead of being probed per profile.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from query_builder import (BuildError, Encoders, Profile, QueryImage, SearchRequest, Searcher, detect_fusion, encode,
+from query_builder import (BuildError, Profile, QueryImage, SearchRequest, Searcher, detect_fusion, encode,
                            load_profile)
 from query_builder.bodies import request_inputs as build_inputs
 from query_builder.request import MAX_PAGE_SIZE
@@ -47,10 +47,13 @@ def request_inputs(req: SearchRequest) -> set[str]:
 class SearchFactory:
     """``factory(profile) -> SearchFn`` over one product index, sharing encodings, vocabulary and capabilities."""
 
-    def __init__(self, client: Any, index: str, encoders: Encoders | None = None, *, aliases: Any = None):
+    def __init__(self, client: Any, index: str, space: Any = None, *, aliases: Any = None, ocr: Any = None,
+                 allow_other_space: bool = False):
         self.client = client
         self.index = index
-        self.encoders = encoders
+        self.space = space
+        self.ocr = ocr
+        self.allow_other_space = allow_other_space
         self.aliases = aliases
         self._encoded: dict[tuple[str, int], SearchRequest] = {}
         self._caps = None
@@ -61,14 +64,17 @@ class SearchFactory:
         key = (q.id, size)
         if key not in self._encoded:
             req = request_for(q, size)
-            if self.encoders is not None:
-                req = encode(req, self.encoders)
+            if self.space is not None:
+                self._shared()   # the space is checked against the index before any query is encoded
+                req = encode(req, self.space, self.ocr)
             self._encoded[key] = req
         return self._encoded[key]
 
     def _shared(self) -> tuple[Any, Any]:
         if self._vocab is None:
-            probe = Searcher(self.client, "bm25", None, index=self.index, aliases=self.aliases)
+            probe = Searcher(self.client, "bm25", self.space, index=self.index, aliases=self.aliases,
+                             allow_other_space=self.allow_other_space)
+            probe.index_space()   # SearchError when the space is not the index's
             self._vocab = probe.vocabulary()
             self._caps = detect_fusion(self.client, self.index)
         return self._vocab, self._caps

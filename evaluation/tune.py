@@ -13,7 +13,8 @@ rejects (``ValueError``, e.g. a profile validation error) is recorded as an inva
 
 A parameter is addressed by a dotted path into the profile dict:
 ``retrievers.<kind>.weight`` / ``retrievers.<kind>.k`` (by retriever kind), ``boosts.brand``,
-``fusion.rank_constant``, ``fused_weights.0``, ``candidates`` ...  A space file is JSON:
+``fusion.rank_constant``, ``candidates`` ...  (The weights of the fused vector are not a profile's:
+they belong to the index's recorded space, the weights its products were fused with.)  A space file is JSON:
 ``{"retrievers.lexical.weight": {"low": 0.1, "high": 10, "log": true},
 "fusion.rank_constant": {"choices": [10, 30, 60, 100]}}``.
 """

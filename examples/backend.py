@@ -7,7 +7,7 @@ Run it from the repository root (``pip install 'cmsearch[async]' fastapi uvicorn
     curl 'http://127.0.0.1:8000/search?q=红色+椅子&brand=ikea&size=5'
     curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' 'http://127.0.0.1:8000/photo-search?q=北风'
 
-The searcher, its client and the encoders are made once, at startup, and shared by every
+The searcher, its client and the space (the encoders that made the index) are made once, at startup, and shared by every
 request: an ``AsyncSearcher`` serves concurrent requests on the event loop and runs the
 encoders in worker threads.  Bad input is a 400 naming the problem, an engine failure a 502
 whose message never carries the connection's password.  The photo is the request body itself
@@ -24,14 +24,22 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from engine.client import ConnectionSettings
-from query_builder import (AsyncSearcher, BuildError, Encoders, Filters, NumberRange, QueryImage, RequestError,
-                           SearchError, SearchRequest, encoders_from_dir)
+from query_builder import (AsyncSearcher, BuildError, Filters, NumberRange, QueryImage, RequestError, SearchError,
+                           SearchRequest, space_for_index)
 
 MAX_PHOTO_BYTES = 20 * 1024 * 1024
 
 
+def _space_of(conn: ConnectionSettings, index: str) -> Any:
+    sync = conn.client()
+    try:
+        return space_for_index(sync, index)
+    finally:
+        sync.close()
+
+
 def create_app(*, url: str | None = None, index: str | None = None, profile: Any = None,
-               encoders: Encoders | None = None) -> FastAPI:
+               space: Any = None) -> FastAPI:
     """The app; unset arguments come from ``OPENSEARCH_URL`` / ``CMSEARCH_INDEX`` /
     ``CMSEARCH_PROFILE`` and the models under ``$CMSEARCH_MODELS_DIR``."""
 
@@ -39,10 +47,12 @@ def create_app(*, url: str | None = None, index: str | None = None, profile: Any
     async def lifespan(app: FastAPI):
         conn = ConnectionSettings.resolve(url)
         client = conn.async_client()
-        enc = encoders if encoders is not None else await asyncio.to_thread(encoders_from_dir)
+        name = index or os.environ.get("CMSEARCH_INDEX", "products")
+        # the space that made the index (its heads and fusion weights); loading reads files: off the loop
+        sp = space if space is not None else await asyncio.to_thread(_space_of, conn, name)
         app.state.conn = conn
         app.state.searcher = AsyncSearcher(client, profile or os.environ.get("CMSEARCH_PROFILE", "hybrid_minmax"),
-                                           enc, index=index or os.environ.get("CMSEARCH_INDEX", "products"))
+                                           sp, index=name)
         try:
             yield
         finally:

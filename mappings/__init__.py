@@ -44,8 +44,13 @@ def _vector_fields(props: dict) -> dict[str, dict]:
     return out
 
 
-def product_index_body(dims: VectorDims, *, shards: int = 1, replicas: int = 0) -> dict:
-    """The create-index body for the product index, vector dims filled in."""
+def product_index_body(dims: VectorDims, *, shards: int = 1, replicas: int = 0,
+                       meta: Mapping[str, Any] | None = None) -> dict:
+    """The create-index body for the product index, vector dims filled in.
+
+    ``meta`` goes into the mapping's ``_meta`` (the identity of the space that makes the
+    index's vectors, so that vectors of another space are refused later).
+    """
     for name, value in (("shared", dims.shared), ("image_feature", dims.image_feature)):
         if not isinstance(value, int) or value <= 0 or value > 16000:
             raise MappingError(f"vector dimension {name}={value!r} is not a positive integer <= 16000")
@@ -55,6 +60,8 @@ def product_index_body(dims: VectorDims, *, shards: int = 1, replicas: int = 0) 
     vf = _vector_fields(body["mappings"]["properties"])
     for path, spec in vf.items():
         spec["dimension"] = dims.image_feature if path == fields.nested(fields.IMAGE_FEATURE) else dims.shared
+    if meta:
+        body["mappings"]["_meta"] = dict(meta)
     return body
 
 

@@ -204,9 +204,9 @@ def _short_source(source: str) -> str:
 class Ingestor:
     """One load of one catalog into one index.
 
-    ``client`` and ``encoders`` (a :class:`plugin_ingest.encode.ModelEncoders` or anything
-    with its ``dims``, ``identity``, ``prepare_image``, ``encode_batch``, ``fuse`` and
-    ``category_label``) are needed unless ``dry_run``; a dry run reads, validates, tokenizes,
+    ``client`` and ``encoders`` (a :class:`models.space.Space`, or anything with its ``dims``,
+    ``identity``, ``preprocess``, ``embed_products`` and ``category_label``) are needed unless
+    ``dry_run``; a dry run reads, validates, tokenizes,
     fetches and decodes every image and reports, without models or a cluster.
 
     ``on_checkpoint`` is called after each checkpoint is saved (progress reporting; the tests
@@ -257,7 +257,7 @@ class Ingestor:
         if o.recreate or (not exists and o.create):
             try:
                 create_product_index(client, o.index, self.encoders.dims, recreate=o.recreate,
-                                     shards=o.shards, replicas=o.replicas)
+                                     shards=o.shards, replicas=o.replicas, space=self.encoders.identity)
             except IndexExistsError as exc:  # a concurrent creation
                 raise IngestError(str(exc)) from None
             self.log(f"created index {o.index}")
@@ -265,7 +265,7 @@ class Ingestor:
         if not exists:
             raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
                               f"product mapping, or create it with `cmsearch index create {o.index}`")
-        problems = check_index(client, o.index, self.encoders.dims)
+        problems = check_index(client, o.index, self.encoders.dims, space=self.encoders.identity)
         if problems:
             raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
                               + " (use --recreate to rebuild it)")
@@ -314,7 +314,7 @@ class Ingestor:
             if not o.dry_run:
                 index_existed = self._prepare_index()
             tokenizer, _ = self._tokenizer(sv, index_existed)
-            vector_identity = self.encoders.identity if self.encoders is not None else "dry-run"
+            vector_identity = self.encoders.identity.id if self.encoders is not None else "dry-run"
             if o.ocr:
                 vector_identity += "+" + self.ocr.identity
             enricher = Enricher(tokenizer, o.aliases, vector_identity=vector_identity)
@@ -572,7 +572,7 @@ class Ingestor:
         self.times.add("fetch", t1 - t)
         try:
             img = load_image(data, name=_short_source(source))
-            pixels = self.encoders.prepare_image(img) if self.encoders is not None else None
+            pixels = self.encoders.preprocess(img) if self.encoders is not None else None
         except ImageDecodeError as exc:
             self.times.add("decode", time.perf_counter() - t1)
             return ImageResult(source, error=exc.reason)
@@ -622,30 +622,27 @@ class Ingestor:
             return
         enc = self.encoders
         t = time.perf_counter()
-        vecs = enc.encode_batch([it.passage for it in todo], [r.pixels for it in todo for r in it.images_ok])
+        vecs = enc.embed_products([it.passage for it in todo], [[r.pixels for r in it.images_ok] for it in todo])
         self.times.add("encode", time.perf_counter() - t, len(todo))
         d = o.vector_decimals
-        j = 0
         for i, it in enumerate(todo):
             k = len(it.images_ok)
-            text_vec = vecs.text[i]
-            img_vecs = vecs.image_vectors[j:j + k] if vecs.image_vectors is not None else None
+            img_vecs = vecs.image_vectors[i] if vecs.image_vectors is not None else None
             doc = dict(it.fields)
-            doc[F.TEXT_VECTOR] = np.round(text_vec.astype(np.float64), d).tolist()
-            doc[F.FUSED_VECTOR] = np.round(np.asarray(enc.fuse(text_vec, img_vecs), np.float64), d).tolist()
+            doc[F.TEXT_VECTOR] = np.round(vecs.text[i].astype(np.float64), d).tolist()
+            doc[F.FUSED_VECTOR] = np.round(vecs.fused[i].astype(np.float64), d).tolist()
             if k:
                 images = []
                 for n, r in enumerate(it.images_ok):
                     entry = {F.IMAGE_URL: _image_label(r.source),
-                             F.IMAGE_FEATURE: np.round(vecs.features[j + n].astype(np.float64), d).tolist()}
+                             F.IMAGE_FEATURE: np.round(vecs.features[i][n].astype(np.float64), d).tolist()}
                     if img_vecs is not None:
                         entry[F.IMAGE_VECTOR] = np.round(img_vecs[n].astype(np.float64), d).tolist()
                     images.append(entry)
                 doc[F.IMAGES] = images
                 doc[F.IMAGE_URLS] = [im[F.IMAGE_URL] for im in images]
-                if vecs.image_categories is not None:
-                    label, _ = max(vecs.image_categories[j:j + k], key=lambda c: c[1])
-                    doc[F.PREDICTED_CATEGORY] = enc.category_label(label)
+                if vecs.categories[i] is not None:
+                    doc[F.PREDICTED_CATEGORY] = enc.category_label(vecs.categories[i][0])
             ocr_text = " ".join(r.ocr_text for r in it.images_ok if r.ocr_text)
             if ocr_text:
                 doc[F.OCR_TEXT] = self.enricher.tokenizer.field_text(ocr_text)
@@ -654,7 +651,6 @@ class Ingestor:
             it.doc = doc
             for r in it.images_ok:
                 r.pixels = None
-            j += k
 
     # ---------------------------------------------------------------- writer thread
     def _write_loop(self, q_in: queue.Queue, writer: BulkWriter | None, rejects: RejectsWriter,

@@ -12,16 +12,17 @@ Building needs no connection::
 
 Running it, with server- or client-side fusion chosen by what the cluster can do::
 
-    Searcher(client, "hybrid_minmax", encoders, index="products").search(request)
-    await AsyncSearcher(async_client, "hybrid_minmax", encoders, index="products").search(request)
+    space = Space.load(models_dir, heads_dir, strict=False)      # from models.space
+    Searcher(client, "hybrid_minmax", space, index="products").search(request)
+    await AsyncSearcher(async_client, "hybrid_minmax", space, index="products").search(request)
 
 What a retriever kind and a fusion method are lives in two registries,
 :mod:`query_builder.retrievers` and :mod:`query_builder.fusion_methods`.
 """
 from .async_searcher import AsyncSearcher
 from .bodies import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
-from .encode import (Encoders, ImageEncoderLike, QueryImageError, TextEncoderLike, decode_image, encode,
-                     encoders_from_dir)
+from .index_space import recorded_space, space_for_index
+from .query_vectors import QueryImageError, encode
 from .facets import FacetBucket, Facets, facet_aggs, parse_facets
 from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
 from .fusion_methods import (COMBINATION_METHODS, FUSION_METHODS, Combination, FusionMethod, register_combination,
@@ -40,8 +41,7 @@ __all__ = [
     "Profile", "ProfileError", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
     "FacetSpec", "load_profile", "shipped_profiles",
     "understand", "Understanding", "CategoryBoost",
-    "Encoders", "TextEncoderLike", "ImageEncoderLike", "encode", "decode_image", "QueryImageError",
-    "encoders_from_dir",
+    "encode", "QueryImageError", "space_for_index", "recorded_space",
     "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
     "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
     "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",

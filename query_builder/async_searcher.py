@@ -16,7 +16,6 @@ from analysis import AliasTable, Vocabulary
 
 from . import calls
 from .bodies import BuiltSearch
-from .encode import Encoders
 from .fusion_probe import FusionCapabilities
 from .profile import Profile
 from .request import SearchRequest
@@ -36,11 +35,13 @@ class AsyncSearcher(SearcherCore):
     """
 
     def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
-                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
-                 capabilities: FusionCapabilities | None = None) -> None:
-        super().__init__(client, profile, encoders, index=index, aliases=aliases, vocabulary=vocabulary,
-                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities)
+                 capabilities: FusionCapabilities | None = None, ocr: Any = None,
+                 allow_other_space: bool = False) -> None:
+        super().__init__(client, profile, space, index=index, aliases=aliases, vocabulary=vocabulary,
+                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities, ocr=ocr,
+                         allow_other_space=allow_other_space)
         self._probe_lock: asyncio.Lock | None = None
 
     async def capabilities(self) -> FusionCapabilities:
@@ -56,6 +57,12 @@ class AsyncSearcher(SearcherCore):
                 caps = self._set_capabilities(await calls.run_async(self.client, self._capabilities_flow()))
             return caps
 
+    async def index_space(self) -> tuple[tuple[float, float], str | None]:
+        """(fused weights, warning or None) from the space the index records; read once."""
+        state = self._cached_space()
+        return state if state is not None else self._set_space(await calls.run_async(self.client,
+                                                                                      self._space_flow()))
+
     async def refresh_vocabulary(self) -> Vocabulary:
         """Re-read brands and categories from the index (e.g. after an ingest)."""
         vocab = await calls.run_async(self.client, self._vocabulary_flow())
@@ -68,8 +75,9 @@ class AsyncSearcher(SearcherCore):
 
     async def prepare(self, request: SearchRequest) -> BuiltSearch:
         """Encode, understand and build (in a worker thread), without running anything on the cluster."""
+        space_state = await self.index_space()
         vocab = await self.vocabulary()
-        return await asyncio.to_thread(self._build, request, vocab)
+        return await asyncio.to_thread(self._build, request, vocab, space_state)
 
     async def search(self, request: SearchRequest) -> SearchResult:
         """Run ``request``; bad input raises :class:`RequestError`, engine failures :class:`SearchError`."""

@@ -62,18 +62,20 @@ def _normalize(v: Sequence[float]) -> tuple[float, ...]:
 
 
 def fused_query_vector(vectors: QueryVectors, weights: tuple[float, float]) -> tuple[float, ...] | None:
-    """The query's point in the fused space: ``normalize(w_img * image + w_txt * text)``.
+    """The query's point in the fused space, by the space's one fuse formula (:func:`models.space.fuse`).
 
-    The same formula ingest uses for ``fused_vector``; with only one side
-    present, that side (normalized).
+    ``weights`` are ``(w_img, w_txt)`` of the index's recorded space, the weights its products
+    were fused with; with only one side present, that side (normalized).
     """
     img, txt = vectors.image, vectors.text
     if img is not None and txt is not None:
         if len(img) != len(txt):
             raise BuildError(f"query image vector ({len(img)}-d) and text vector ({len(txt)}-d) "
                              "are not in the same shared space")
-        wi, wt = weights
-        return _normalize([wi * a + wt * b for a, b in zip(_normalize(img), _normalize(txt))])
+        from models.space import fuse
+
+        _normalize(img), _normalize(txt)   # all-zero vectors are a BuildError, as below
+        return tuple(float(x) for x in fuse([img], [txt], *weights)[0])
     if img is not None:
         return _normalize(img)
     if txt is not None:
@@ -224,11 +226,14 @@ def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float,
 
 
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
-                 vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None) -> BuiltSearch:
+                 vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None,
+                 fused_weights: tuple[float, float] = (0.5, 0.5)) -> BuiltSearch:
     """Build every retriever the request's inputs allow, with filters and boosts inside each.
 
     ``vectors`` defaults to ``request.vectors``; a retriever whose input is
     missing is left out (a text-only request runs no image->image k-NN).
+    ``fused_weights`` (``w_img, w_txt``) come from the index's recorded space (the
+    :class:`Searcher` reads them), so a query is fused as its products were.
     """
     vectors = (vectors or QueryVectors()).merged(request.vectors)
     inputs = request_inputs(understanding, vectors)
@@ -260,7 +265,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     filters = filter_clauses(request.filters, vocabulary)
     knn_filter = filter_query(filters)
     boosts = plan_boosts(understanding, profile.boosts, request.context_product_ids)
-    fused = fused_query_vector(vectors, profile.fused_weights) if any(
+    fused = fused_query_vector(vectors, fused_weights) if any(
         r.entry.vector == VECTOR_FUSED for r in active) else None
 
     total_w = sum(r.weight for r in active)

@@ -288,8 +288,6 @@ class Profile:
       hybrid query's ``pagination_depth``; the client-side msearch size).
     - ``nested_overfetch``: k multiplier for k-NN over the nested image vectors,
       whose efficient filtering can return fewer than k products.
-    - ``fused_weights``: ``(image, text)`` weights for a text+photo query vector
-      against ``fused_vector`` (match the weights ingest used).
     - ``max_query_chars`` / ``max_query_tokens``: longer text is truncated, with a note.
     - ``verbose_query_words``: a query of at least this many words (a pasted description, a
       sentence) runs without the text k-NN retrievers when the lexical one runs: on such
@@ -307,7 +305,6 @@ class Profile:
     facets: FacetSpec = field(default_factory=FacetSpec)
     candidates: int = 100
     nested_overfetch: float = 2.0
-    fused_weights: tuple[float, float] = (0.5, 0.5)
     max_query_chars: int = 256
     max_query_tokens: int = 32
     verbose_query_words: int = 0
@@ -328,11 +325,6 @@ class Profile:
         if isinstance(self.nested_overfetch, bool) or not isinstance(self.nested_overfetch, (int, float)) \
                 or self.nested_overfetch < 1:
             raise ProfileError("nested_overfetch must be a number >= 1")
-        fw = tuple(self.fused_weights)
-        if len(fw) != 2 or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in fw) \
-                or sum(fw) <= 0:
-            raise ProfileError("fused_weights must be [image_weight, text_weight], non-negative, not both 0")
-        object.__setattr__(self, "fused_weights", (float(fw[0]), float(fw[1])))
         _positive(self.max_query_chars, "max_query_chars", integer=True)
         _positive(self.max_query_tokens, "max_query_tokens", integer=True)
         _positive(self.verbose_query_words, "verbose_query_words", integer=True, allow_zero=True)
@@ -360,7 +352,9 @@ class Profile:
     # --- (de)serialization ---------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Profile":
-        d = _strict(cls, data, "profile")
+        # the fused weights are the index's (recorded with its space), no longer a profile's:
+        # older profile files that still carry them load, and the value is not used
+        d = _strict(cls, {k: v for k, v in data.items() if k != "fused_weights"}, "profile")
         if "name" not in d or "retrievers" not in d:
             raise ProfileError("profile needs 'name' and 'retrievers'")
         d["retrievers"] = tuple(RetrieverSpec.from_dict(r) for r in d["retrievers"])
@@ -368,8 +362,6 @@ class Profile:
                          ("photo", PhotoSpec), ("facets", FacetSpec)):
             if key in d:
                 d[key] = sub.from_dict(d[key])
-        if "fused_weights" in d:
-            d["fused_weights"] = tuple(d["fused_weights"])
         try:
             return cls(**d)
         except TypeError as exc:
@@ -380,7 +372,6 @@ class Profile:
         d["lexical"] = self.lexical.to_dict()
         d["retrievers"] = [{**asdict(r), "requests": list(r.requests)} for r in self.retrievers]
         d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
-        d["fused_weights"] = list(self.fused_weights)
         return d
 
 

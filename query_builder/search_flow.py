@@ -3,13 +3,18 @@
 :class:`SearcherCore` holds a searcher's settings and its state found once (the fusion
 capabilities, the vocabulary and the tokenizer built from it, the search pipelines already
 put), and writes the I/O as flows (:mod:`query_builder.calls`): reading the vocabulary, and
-running a built search one of three ways:
+reading the space the index records, and running a built search one of three ways:
 
 - *single*: the profile leaves one retriever for this request; a plain search;
 - *server*: a ``hybrid`` query fused by a search pipeline (created on first use);
 - *client*: when the cluster cannot fuse this way (no neural-search, a technique it lacks,
   weighted RRF, more than five retrievers), one ``msearch`` of the sub-queries, fused in
   Python with the same semantics.
+
+The space an index records (its mapping's ``_meta``) is read once: query vectors of another
+space would be compared with the index's as if they meant the same thing, so a different space
+is refused (unless ``allow_other_space``, which turns the refusal into a note), and the fused
+query vector is weighted as the index's products were.
 
 Routing, fusion, explain and result shaping are plain functions of the responses, so
 ``Searcher`` and ``AsyncSearcher`` differ only in how they wait for the cluster and where the
@@ -32,7 +37,7 @@ from . import calls
 from .bodies import BuiltSearch, build_search
 from .calls import Flow
 from .dsl import Bool, Exists, Knn, Nested, transform
-from .encode import Encoders, encode
+from .query_vectors import encode
 from .explain import explain_hits, ranked_lists
 from .facets import Facets, parse_facets
 from .fusion import fuse
@@ -66,12 +71,16 @@ class SearcherCore:
     """Settings, state found once, and the search as flows; see ``Searcher`` for the parameters."""
 
     def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
-                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
-                 capabilities: FusionCapabilities | None = None) -> None:
+                 capabilities: FusionCapabilities | None = None, ocr: Any = None,
+                 allow_other_space: bool = False) -> None:
         self.client = client
         self.profile = load_profile(profile)
-        self.encoders = encoders
+        self.space = space
+        self.ocr = ocr
+        self.allow_other_space = allow_other_space
+        self._space_state: tuple[tuple[float, float], str | None] | None = None
         self.index = index
         self.aliases = aliases
         self.vocabulary_max_age_s = vocabulary_max_age_s
@@ -92,6 +101,16 @@ class SearcherCore:
             if self._caps is None:
                 self._caps = caps
             return self._caps
+
+    def _cached_space(self) -> tuple[tuple[float, float], str | None] | None:
+        with self._lock:
+            return self._space_state
+
+    def _set_space(self, state: tuple[tuple[float, float], str | None]) -> tuple[tuple[float, float], str | None]:
+        with self._lock:
+            if self._space_state is None:
+                self._space_state = state
+            return self._space_state
 
     def _fresh_vocabulary(self) -> Vocabulary | None:
         """The vocabulary if it is young enough, else None (time to read it again)."""
@@ -118,12 +137,36 @@ class SearcherCore:
         return built.is_fused and built.fusion.mode != "client" and built.server_fits
 
     # --- pure steps ------------------------------------------------------------------------
-    def _build(self, request: SearchRequest, vocab: Vocabulary) -> BuiltSearch:
+    def _build(self, request: SearchRequest, vocab: Vocabulary,
+               space_state: tuple[tuple[float, float], str | None]) -> BuiltSearch:
         """Encode (CPU: the caller decides which thread), understand and build."""
-        if self.encoders is not None:
-            request = encode(request, self.encoders)
+        weights, warning = space_state
+        if self.space is not None:
+            request = encode(request, self.space, self.ocr)
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
-        return build_search(request, self.profile, u, vocabulary=vocab)
+        built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
+        return replace(built, notes=(warning, *built.notes)) if warning else built
+
+    def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
+        """(fused weights, warning or None) from the index's mapping; a different space raises."""
+        from models.identity import SpaceIdentity, mismatch_message
+
+        try:
+            recorded = SpaceIdentity.from_mapping(mapping)
+        except ValueError:   # unreadable: treated as recording none
+            recorded = None
+        mine = getattr(self.space, "identity", None)
+        warning = None
+        if mine is not None:
+            why = mismatch_message(self.index, recorded, mine,
+                                   "re-ingest it with --recreate, or load the space that made it" if recorded
+                                   is None else "search with the heads and models that made it, or re-ingest "
+                                   "with --recreate")
+            if why and not self.allow_other_space:
+                raise SearchError(why)
+            warning = f"searching anyway: {why}" if why else None
+        weights = recorded.weights if recorded is not None else (mine.weights if mine is not None else (0.5, 0.5))
+        return weights, warning
 
     def _route(self, built: BuiltSearch, caps: FusionCapabilities | None) -> tuple[str, str | None]:
         if not built.is_fused:
@@ -153,6 +196,16 @@ class SearcherCore:
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the vocabulary of {self.index!r} failed: {engine_message(exc)}") from None
         return Vocabulary(brands=brands, category_paths=paths, aliases=self.aliases)
+
+    def _space_flow(self) -> Flow[tuple[tuple[float, float], str | None]]:
+        try:
+            resp = yield calls.perform("GET", f"/{self.index}/_mapping")
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"reading the mapping of {self.index!r} failed: {engine_message(exc)}") from None
+        mapping = (resp.get(self.index) or next(iter(resp.values()), {})).get("mappings", {})
+        return self._space_state_of(mapping)
 
     def _capabilities_flow(self) -> Flow[FusionCapabilities]:
         from .fusion_probe import probe_fusion

@@ -15,7 +15,6 @@ from analysis import AliasTable, Vocabulary
 
 from . import calls
 from .bodies import BuiltSearch
-from .encode import Encoders
 from .fusion_probe import FusionCapabilities
 from .profile import Profile
 from .request import SearchRequest
@@ -28,9 +27,12 @@ __all__ = ["SearchError", "Searcher", "nested_shortfall"]
 class Searcher(SearcherCore):
     """Searches one product index with one profile, over a blocking ``OpenSearch`` client.
 
-    - ``encoders``: compute query vectors from text and photos; without them a
-      request must carry precomputed vectors for the dense retrievers (the
-      lexical retriever needs none).
+    - ``space``: a :class:`models.space.Space` that computes query vectors from
+      text and photos; without it a request must carry precomputed vectors for
+      the dense retrievers (the lexical retriever needs none).  It must be the
+      space the index records (see ``allow_other_space``).
+    - ``ocr``: reads text off query photos (brand recognition), e.g.
+      :class:`models.ocr.OcrReader`'s ``read``.
     - ``aliases``: brand/category alias table for recognition (see
       :mod:`analysis.vocabulary`).  The vocabulary itself is read from the
       index's facets on first use and re-read after ``vocabulary_max_age_s``
@@ -39,8 +41,8 @@ class Searcher(SearcherCore):
 
     **Thread safety**: one ``Searcher`` may be shared by any number of threads (a
     backend's worker pool), and a search gives the same result whichever thread runs
-    it.  Its profile, encoders and index are read-only after construction; what it finds
-    once (fusion capabilities, vocabulary and tokenizer, pipelines already put) is
+    it.  Its profile, space and index are read-only after construction; what it finds
+    once (the index's space, fusion capabilities, vocabulary and tokenizer, pipelines already put) is
     guarded by a lock held only for a look-up or an update, never across a cluster call,
     and the probe runs once however many threads ask at the same time.  It relies on the
     parts it is given being thread-safe too: opensearch-py's client (a connection pool),
@@ -49,11 +51,13 @@ class Searcher(SearcherCore):
     """
 
     def __init__(self, client: Any, profile: Profile | str | Mapping[str, Any] = "hybrid_minmax",
-                 encoders: Encoders | None = None, *, index: str = "products", aliases: AliasTable | None = None,
+                 space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
-                 capabilities: FusionCapabilities | None = None) -> None:
-        super().__init__(client, profile, encoders, index=index, aliases=aliases, vocabulary=vocabulary,
-                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities)
+                 capabilities: FusionCapabilities | None = None, ocr: Any = None,
+                 allow_other_space: bool = False) -> None:
+        super().__init__(client, profile, space, index=index, aliases=aliases, vocabulary=vocabulary,
+                         vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities, ocr=ocr,
+                         allow_other_space=allow_other_space)
         self._probe_lock = threading.Lock()
 
     # --- state found once ---------------------------------------------------------------
@@ -68,6 +72,15 @@ class Searcher(SearcherCore):
                 caps = self._set_capabilities(calls.run_sync(self.client, self._capabilities_flow()))
             return caps
 
+    def index_space(self) -> tuple[tuple[float, float], str | None]:
+        """(fused weights, warning or None) from the space the index records; read once.
+
+        Raises :class:`SearchError` when the searcher's space is not the index's (unless
+        ``allow_other_space``).
+        """
+        state = self._cached_space()
+        return state if state is not None else self._set_space(calls.run_sync(self.client, self._space_flow()))
+
     def refresh_vocabulary(self) -> Vocabulary:
         """Re-read brands and categories from the index (e.g. after an ingest)."""
         return self._set_vocabulary(calls.run_sync(self.client, self._vocabulary_flow()))
@@ -79,7 +92,8 @@ class Searcher(SearcherCore):
     # --- building and running -----------------------------------------------------------
     def prepare(self, request: SearchRequest) -> BuiltSearch:
         """Encode, understand and build, without running anything on the cluster."""
-        return self._build(request, self.vocabulary())
+        space_state = self.index_space()
+        return self._build(request, self.vocabulary(), space_state)
 
     def search(self, request: SearchRequest) -> SearchResult:
         """Run ``request``; bad input raises :class:`RequestError`, engine failures :class:`SearchError`."""

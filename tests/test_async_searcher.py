@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from engine.client import ConnectionSettings
-from query_builder import (AsyncSearcher, Encoders, Filters, NumberRange, Profile, QueryVectors, SearchError,
+from query_builder import (AsyncSearcher, Filters, NumberRange, Profile, QueryVectors, SearchError,
                            Searcher, SearchRequest, load_profile)
 from test_search_live import ALIASES, _photo_of, catalog, concept_vec  # noqa: F401 - catalog is a fixture
 
@@ -136,31 +136,34 @@ def test_the_async_searcher_returns_what_the_sync_one_does(os_client, catalog, n
     assert probes <= 1
 
 
-class RecordingTextEncoder:
-    """A text encoder over the catalog's concept space that notes which thread ran it."""
+class RecordingSpace:
+    """A space that embeds query text in the catalog's concept space and notes which thread ran it
+    (no identity: the catalog index records none, and the searcher checks nothing)."""
 
     WORDS = {"红色": "red", "椅子": "chair", "手机": "phone", "眼霜": "eyecream"}
 
     def __init__(self):
         self.threads: set[int] = set()
 
-    def encode(self, texts, kind="query"):
+    def embed_query(self, text=None, images=(), names=None):
+        from models.space import QueryEmbedding
+
         self.threads.add(threading.get_ident())
-        return np.stack([concept_vec([c for w, c in self.WORDS.items() if w in t] or ["chair"]) for t in texts])
+        return QueryEmbedding(text=concept_vec([c for w, c in self.WORDS.items() if w in text] or ["chair"]))
 
 
 def test_async_encoders_run_off_the_event_loop(os_client, catalog):
     index, _ = catalog
     requests = [SearchRequest(text=t, size=5) for t in ("红色 椅子", "手机", "眼霜")]
-    enc = RecordingTextEncoder()
-    want = [_shape(Searcher(os_client, "dense_text", Encoders(text=enc), index=index, aliases=ALIASES).search(r))
+    enc = RecordingSpace()
+    want = [_shape(Searcher(os_client, "dense_text", enc, index=index, aliases=ALIASES).search(r))
             for r in requests]
-    async_enc = RecordingTextEncoder()
+    async_enc = RecordingSpace()
     loop_thread: list[int] = []
 
     async def run():
         loop_thread.append(threading.get_ident())
-        return await _gather_searches(os_client, index, "dense_text", requests, encoders=Encoders(text=async_enc))
+        return await _gather_searches(os_client, index, "dense_text", requests, encoders=async_enc)
 
     results, _ = asyncio.run(run())
     assert [_shape(r) for r in results] == want

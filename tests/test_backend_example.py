@@ -21,6 +21,7 @@ import mappings  # noqa: E402
 from analysis import Tokenizer  # noqa: E402
 from mappings import VectorDims  # noqa: E402
 from mappings import fields as F  # noqa: E402
+from models.identity import META_KEY  # noqa: E402
 
 pytestmark = pytest.mark.engine
 
@@ -58,27 +59,26 @@ def _photo(colour, shape) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def encoders():
-    from query_builder import encoders_from_dir
+def space():
+    from models.space import Space
 
-    enc = encoders_from_dir()
-    if enc.text is None or enc.image is None:
-        pytest.skip("real encoders not built (run `cmsearch models build`): " + "; ".join(enc.problems))
-    return enc
+    sp = Space.load(None, None, strict=False)
+    if sp.problems:
+        pytest.skip("real encoders not built (run `cmsearch models build`): " + "; ".join(sp.problems))
+    return sp
 
 
 @pytest.fixture(scope="module")
-def shop(os_client, encoders):
-    from PIL import Image
-
+def shop(os_client, space):
     name = f"backend-{uuid.uuid4().hex[:8]}"
     titles = [p[1] for p in PRODUCTS]
-    text = np.asarray(encoders.text.encode(titles, kind="passage"), dtype=np.float32)
+    text = np.asarray(space.encode_text(titles, kind="passage"), dtype=np.float32)
     photos = {p[0]: _photo(p[3], p[4]) for p in PRODUCTS}
-    feats = np.asarray(encoders.image.encode_many([Image.open(io.BytesIO(photos[p[0]])).convert("RGB")
-                                                   for p in PRODUCTS]).features, dtype=np.float32)
+    feats, _, ok, errors = space.encode_images([photos[p[0]] for p in PRODUCTS])
+    assert not errors and len(ok) == len(PRODUCTS)
     os_client.indices.create(index=name, body=mappings.product_index_body(
-        VectorDims(shared=text.shape[1], image_feature=feats.shape[1])))
+        VectorDims(shared=text.shape[1], image_feature=feats.shape[1]),
+        meta={META_KEY: space.identity.to_meta()}))   # the app finds this space from the index
     tk = Tokenizer([p[2] for p in PRODUCTS])
     for (pid, title, brand, _, _), tv, fv in zip(PRODUCTS, text, feats):
         os_client.index(index=name, id=pid, body={
@@ -92,13 +92,13 @@ def shop(os_client, encoders):
 
 
 @pytest.fixture(scope="module")
-def client(os_client, shop, encoders):
+def client(os_client, shop):
     from fastapi.testclient import TestClient
 
     from examples.backend import create_app
 
     url = "http://{host}:{port}".format(**os_client.transport.hosts[0])
-    app = create_app(url=url, index=shop[0], profile=PROFILE, encoders=encoders)
+    app = create_app(url=url, index=shop[0], profile=PROFILE)
     with TestClient(app) as c:        # runs the lifespan: the async client is opened and closed
         yield c
 

@@ -145,7 +145,7 @@ def test_projection_heads_give_the_towers_own_embedding(exported):
     from PIL import Image
 
     from models.heads import Heads
-    from query_builder import encoders_from_dir
+    from models.space import Space
 
     rng = np.random.default_rng(1)
     imgs = [Image.fromarray(rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)) for _ in range(3)]
@@ -156,8 +156,9 @@ def test_projection_heads_give_the_towers_own_embedding(exported):
     diff = float(np.abs(via_heads - direct).max())
     print(f"\n{kind}: feature -> projection head vs image_embeds max |diff| {diff:.2e}")
     assert diff <= TOL and heads.text_head_is_identity and heads.dim == manifest["spaces"]["shared"]["dim"]
-    encoders = encoders_from_dir(out)
-    assert encoders.problems == () and encoders.project_image is not None
+    space = Space.load(out, out / "heads", strict=False)
+    q = space.embed_query(images=[imgs[0]])
+    assert space.problems == [] and np.allclose(q.image, direct[0] / np.linalg.norm(direct[0]), atol=TOL)
 
 
 def test_preprocessing_follows_the_hf_image_processor(exported):

@@ -181,6 +181,18 @@ def test_cli_tune_writes_a_loadable_profile(catalog, judged, tmp_path, local_eng
     assert load_profile(out).name == "lex_tuned"
 
 
+class TableSpace:
+    """Stands in for models.space.Space as the search factory uses it: text queries only."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def embed_query(self, text=None, images=(), names=None):
+        from models.space import QueryEmbedding
+
+        return QueryEmbedding(text=self.text.encode([text])[0] if text else None)
+
+
 class TableTextEncoder:
     """Stands in for the e5 model: a fixed vector per query text, so the k-NN order is known."""
 
@@ -205,10 +217,8 @@ def test_dense_profile_on_the_live_index_and_one_encoding_per_query(os_client, c
     q3 0.8 e1 + 0.6 e3 -> p3 (0.8), p5 (0.6), p2 (0.48): p5 second -> nDCG 1/log2 3, recall 1, MRR 1/2
     q4 the photo: no image encoder, no photo vector   -> not applicable
     """
-    from query_builder import Encoders
-
     text = TableTextEncoder()
-    factory = SearchFactory(os_client, catalog, Encoders(text=text))
+    factory = SearchFactory(os_client, catalog, TableSpace(text))
     run = run_profiles(judged, {"dense_text": factory("dense_text"), "bm25": factory("bm25")}, DEFAULT_METRICS)
     q3 = next(r for r in run.for_profile("dense_text") if r.query_id == "q3")
     assert q3.top[:3] == ("p3", "p5", "p2")

@@ -40,48 +40,49 @@ def _unit(x):
 
 
 class HashEncoders:
-    """Same interface as plugin_ingest.encode.ModelEncoders; vectors from hashes and pixels.
+    """Shaped like :class:`models.space.Space` as ingest uses it; vectors from hashes and pixels.
 
     ``heads=True`` also yields image vectors in the shared space and a predicted category
     (by dominant colour), so the heads code path of the pipeline is exercised.
     """
 
     def __init__(self, heads: bool = False) -> None:
+        from models.identity import SpaceIdentity
+
         self.heads = heads
         self.dims = VectorDims(shared=8, image_feature=16)
-        self.identity = f"hash-encoders-1-heads={heads}"
+        self.identity = SpaceIdentity("hash-text", "0" * 64, "hash-image", "1" * 64, "hashheads" if heads else None,
+                                      8, 16, "cosinesimil", "cosinesimil", 0.5, 0.5, "passage-1")
         self.passages: list[str] = []
         self.images = 0
-        self.batch_images: list[int] = []          # images per encode_batch call
+        self.batch_images: list[int] = []          # images per embed_products call
         self.lock = threading.Lock()
 
     def describe(self) -> str:
         return "hash encoders"
 
-    def prepare_image(self, img):
+    def preprocess(self, img):
         small = np.asarray(img.resize((4, 4)), dtype=np.float32)   # [4, 4, 3]
         return np.concatenate([small.mean(axis=(0, 1)), small.reshape(-1, 3).mean(axis=1)[:13]]) + 1.0
 
-    def encode_batch(self, passages, pixels):
-        from plugin_ingest.encode import BatchVectors
+    def embed_products(self, passages, pixels):
+        from models.space import ProductVectors, fuse
 
+        n_img = sum(len(p) for p in pixels)
         with self.lock:
             self.passages.extend(passages)
-            self.images += len(pixels)
-            self.batch_images.append(len(pixels))
+            self.images += n_img
+            self.batch_images.append(n_img)
         text = np.stack([_unit(np.frombuffer(hashlib.sha256(p.encode()).digest()[:8], np.uint8).astype(np.float32)
                                + 1) for p in passages]) if passages else np.zeros((0, 8), np.float32)
-        feats = np.stack([_unit(p) for p in pixels]) if len(pixels) else np.zeros((0, 16), np.float32)
-        vecs = cats = None
-        if self.heads:
-            vecs = np.stack([_unit(f[:8]) for f in feats]) if len(feats) else np.zeros((0, 8), np.float32)
-            cats = [("颜色 > " + ("红" if p[0] > p[1] + 20 else "其他"), 0.9) for p in pixels]
-        return BatchVectors(text=text, features=feats, image_vectors=vecs, image_categories=cats)
-
-    def fuse(self, text_vec, image_vecs):
-        if image_vecs is None or len(image_vecs) == 0:
-            return _unit(text_vec)
-        return _unit(0.5 * _unit(np.mean(image_vecs, axis=0)) + 0.5 * _unit(text_vec))
+        feats = [np.stack([_unit(p) for p in ps]) if ps else np.zeros((0, 16), np.float32) for ps in pixels]
+        vecs = [np.stack([_unit(f[:8]) for f in fs]) if len(fs) else np.zeros((0, 8), np.float32)
+                for fs in feats] if self.heads else None
+        cats = [("颜色 > " + ("红" if ps[0][0] > ps[0][1] + 20 else "其他"), 0.9) if self.heads and ps else None
+                for ps in pixels]
+        fused = np.stack([fuse(_unit(np.mean(v, axis=0))[None], t[None], 0.5, 0.5)[0] if vecs and len(v) else _unit(t)
+                          for t, v in zip(text, vecs or [[]] * len(text))]) if len(text) else text
+        return ProductVectors(text=text, fused=fused, features=feats, image_vectors=vecs, categories=cats)
 
     def category_label(self, path):
         return F.SEP.join(p.strip() for p in path.split(">"))
@@ -132,8 +133,10 @@ def image_server():
     srv.shutdown()
 
 
-def _create_index(client, name, dims=VectorDims(shared=8, image_feature=16), nested_limit=None):
-    body = mappings.product_index_body(dims)
+def _create_index(client, name, dims=VectorDims(shared=8, image_feature=16), nested_limit=None, heads=False):
+    from models.identity import META_KEY
+
+    body = mappings.product_index_body(dims, meta={META_KEY: HashEncoders(heads=heads).identity.to_meta()})
     if nested_limit is not None:
         body["settings"]["index"]["mapping"] = {"nested_objects": {"limit": nested_limit}}
     client.indices.create(index=name, body=body)
@@ -260,7 +263,7 @@ def test_broken_catalog_counts_and_reasons(os_client, fresh_index, tmp_path, bro
 def test_broken_catalog_keep_mode_indexes_without_the_bad_images(os_client, fresh_index, tmp_path,
                                                                  broken_catalog):
     index = fresh_index("ingest-keep")
-    _create_index(os_client, index)
+    _create_index(os_client, index, heads=True)
     enc = HashEncoders(heads=True)
     report, _ = _load(broken_catalog, os_client, tmp_path, index, encoders=enc, image_errors="keep",
                       read_timeout=0.5)
@@ -542,7 +545,7 @@ def test_cluster_down_stops_the_load_and_the_rerun_finishes(proxy, fresh_index, 
 def test_ocr_text_from_product_photo(os_client, fresh_index, tmp_path):
     from PIL import ImageDraw, ImageFont
 
-    from plugin_ingest.encode import OcrReader
+    from models.ocr import OcrReader
 
     index = fresh_index("ingest-ocr")
     img = Image.new("RGB", (400, 160), "white")

@@ -19,15 +19,15 @@ pytestmark = [pytest.mark.engine, pytest.mark.models, pytest.mark.data]
 @pytest.fixture(scope="module")
 def encoders():
     from models.manifest import ManifestError, default_models_dir, load_manifest
-    from plugin_ingest.encode import EncoderSetupError, ModelEncoders
+    from models.space import Space, SpaceError
 
     try:
         load_manifest(default_models_dir())
     except ManifestError as exc:
         pytest.skip(f"models not built: {exc}")
     try:
-        return ModelEncoders.load()
-    except EncoderSetupError as exc:
+        return Space.load(strict=True).open_all()
+    except SpaceError as exc:
         pytest.skip(f"models cannot be loaded: {exc}")
 
 
@@ -67,9 +67,7 @@ def test_ikea_sample_with_real_encoders(os_client, fresh_index, tmp_path, shared
         F.nested(F.IMAGE_FEATURE): {"vector": image[F.IMAGE_FEATURE], "k": 1}}}}}})
     assert res["hits"]["hits"][0]["_id"] == rows[0]["id"]
     # an English query encoded as a query finds a product of that type among the first hits
-    q = encoders.text.encode([f"{rows[3]['title']}"], kind="query")[0]
-    if encoders.has_heads:
-        q = encoders.heads.project_text(q[None, :])[0]
+    q = encoders.embed_query(text=f"{rows[3]['title']}").text
     res = os_client.search(index=index, body={"size": 3, "query": {"knn": {F.TEXT_VECTOR: {
         "vector": q.tolist(), "k": 3}}}})
     assert rows[3]["id"] in [h["_id"] for h in res["hits"]["hits"]]
@@ -106,10 +104,10 @@ def test_heads_fill_image_vectors_fusion_and_predicted_category(os_client, fresh
 
     from models.training.export import write_heads
     from models.training.trainer import HeadParams
-    from plugin_ingest.encode import ModelEncoders
+    from models.space import Space
 
     rng = np.random.default_rng(3)
-    feat, text = encoders.dims.image_feature, int(encoders.models_manifest["text"]["dim"])
+    feat, text = encoders.dims.image_feature, int(encoders.manifest["text"]["dim"])
     cats = ["Home > Chairs", "Home > Lamps", "Food > Fruit"]
     heads_dir = tmp_path / "heads"
     write_heads(heads_dir,
@@ -119,8 +117,8 @@ def test_heads_fill_image_vectors_fusion_and_predicted_category(os_client, fresh
                 classifier=HeadParams("linear", feat, 3, [(rng.standard_normal((3, feat)).astype(np.float32),
                                                            np.zeros(3, np.float32))]),
                 categories=cats)
-    enc = ModelEncoders.load(heads_dir=heads_dir, w_img=0.3, w_txt=0.7)
-    assert enc.has_heads and enc.identity != encoders.identity
+    enc = Space.load(None, heads_dir, w_img=0.3, w_txt=0.7)
+    assert enc.has_heads and enc.identity != encoders.identity and enc.identity.heads
     Image.new("RGB", (64, 64), (20, 200, 20)).save(tmp_path / "g.jpg")
     Image.new("RGB", (64, 64), (200, 20, 20)).save(tmp_path / "r.jpg")
     path = tmp_path / "c.jsonl"

@@ -20,9 +20,9 @@ import pytest
 
 from analysis import AliasTable, Tokenizer, Vocabulary
 from mappings import fields
-from query_builder import (BuildError, Encoders, Filters, NumberRange, Profile, ProfileError, QueryImage,
-                           QueryImageError, QueryVectors, RequestError, SearchRequest, build_search, encode,
-                           fused_query_vector, load_profile, shipped_profiles, understand)
+from query_builder import (BuildError, Filters, NumberRange, Profile, ProfileError, QueryImage, QueryVectors,
+                           RequestError, SearchRequest, build_search, fused_query_vector, load_profile,
+                           shipped_profiles, understand)
 
 GOLDEN = Path(__file__).with_name("golden")
 REPO = Path(__file__).resolve().parents[1]
@@ -339,63 +339,7 @@ def test_profile_roundtrips_through_its_dict():
     assert Profile.from_dict(p.to_dict()) == p
 
 
-# --- encode step, with small deterministic fakes of the encoders -----------------------------
-class FakeText:
-    def __init__(self):
-        self.calls = []
-
-    def encode(self, texts, kind="query"):
-        self.calls.append((tuple(texts), kind))
-        return np.array([[float(len(t)), 1.0, 0.0, 0.0] for t in texts], dtype=np.float32)
-
-
-class FakeImage:
-    """Feature = mean RGB of the picture, so two different photos give different features."""
-
-    def encode_many(self, images):
-        return np.stack([np.asarray(im, dtype=np.float32).reshape(-1, 3).mean(axis=0) for im in images])
-
-
-def _png(color) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-ENCODERS = Encoders(
-    text=FakeText(), image=FakeImage(),
-    project_image=lambda f: np.asarray(f)[:, [2, 1, 0, 0]],
-    classify_image=lambda f: [[("椅子", 0.9), ("桌子", 0.1)] for _ in range(len(f))],
-    ocr=lambda im: "SK-II",
-)
-
-
-def test_encode_fills_vectors_categories_and_ocr():
-    req = SearchRequest(text="红色椅子", images=(QueryImage(_png((255, 0, 0)), "red.png"),))
-    out = encode(req, ENCODERS)
-    assert out.vectors.text == (4.0, 1.0, 0.0, 0.0)
-    assert out.vectors.image_feature == pytest.approx((1.0, 0.0, 0.0))
-    assert out.vectors.image == pytest.approx((0.0, 0.0, 2 ** -0.5, 2 ** -0.5))   # projected, unit length
-    assert out.image_categories[0] == ("椅子", pytest.approx(0.9)) and out.image_text == "SK-II"
-    assert ENCODERS.text.calls[-1] == (("红色椅子",), "query")
-
-
-def test_encode_averages_several_photos_and_keeps_given_vectors():
-    req = SearchRequest(images=(QueryImage(_png((255, 0, 0))), QueryImage(_png((0, 0, 255)))),
-                        vectors=QueryVectors(image=(1.0, 0.0, 0.0, 0.0)))
-    out = encode(req, ENCODERS)
-    assert out.vectors.image == (1.0, 0.0, 0.0, 0.0)                       # given, kept
-    assert out.vectors.image_feature == pytest.approx((2 ** -0.5, 0.0, 2 ** -0.5))
-
-
-def test_an_undecodable_query_image_is_a_clear_error():
-    req = SearchRequest(images=(QueryImage(b"this is not a picture", "upload.jpg"),))
-    with pytest.raises(QueryImageError, match="upload.jpg could not be decoded"):
-        encode(req, ENCODERS)
-    with pytest.raises(RequestError, match="cannot read query image"):
-        QueryImage.from_path("/no/such/photo.jpg")
+# --- the encode step runs the real space: tests/test_space.py ---------------------------------
 
 
 # --- the rule that field names are spelled only in mappings/fields.py -------------------------
@@ -417,39 +361,6 @@ def test_no_field_name_literals_outside_mappings(package):
                 if node.value in names - _DSL_KEYS:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not offenders, offenders
-
-
-class FakeImageWithReport:
-    """Shaped like models.ImageEncoder.encode_many: an object with .features and .errors."""
-
-    class Result:
-        def __init__(self, features, errors):
-            self.features, self.errors = features, errors
-
-    def __init__(self, fail: bool = False):
-        self.fail = fail
-
-    def encode_many(self, images):
-        if self.fail:
-            return self.Result(np.zeros((0, 3), np.float32), [type("Err", (), {"reason": "truncated JPEG"})()])
-        return self.Result(FakeImage().encode_many(images), [])
-
-
-def test_encode_accepts_an_encode_result_and_projects_text():
-    enc = Encoders(text=FakeText(), image=FakeImageWithReport(), project_text=lambda v: np.asarray(v)[:, :2] * 2)
-    out = encode(SearchRequest(text="椅子", images=(QueryImage(_png((0, 255, 0))),)), enc)
-    assert out.vectors.text == (4.0, 2.0)
-    assert out.vectors.image_feature == pytest.approx((0.0, 1.0, 0.0))
-    with pytest.raises(QueryImageError, match="truncated JPEG"):
-        encode(SearchRequest(images=(QueryImage(_png((0, 0, 0))),)), Encoders(image=FakeImageWithReport(fail=True)))
-
-
-def test_encoders_from_an_empty_directory_report_what_is_missing(tmp_path):
-    from query_builder import encoders_from_dir
-
-    enc = encoders_from_dir(tmp_path)
-    assert enc.text is None and enc.image is None and enc.project_image is None
-    assert any("manifest" in p for p in enc.problems) and any("heads" in p for p in enc.problems)
 
 
 def test_nested_shortfall_rule():

@@ -408,10 +408,13 @@ def test_query_syntax_in_user_text_is_just_text(os_client, catalog):
 # --- with the project's real encoders (skipped until they are built) ---------------------------
 @pytest.fixture(scope="module")
 def real_encoders():
-    from query_builder import encoders_from_dir
+    from models.space import Space, SpaceError
 
-    enc = encoders_from_dir()
-    if enc.text is None:
+    try:
+        enc = Space.load(strict=False)
+    except SpaceError as exc:
+        pytest.skip(f"real models not built (run `cmsearch models build`): {exc}")
+    if enc._part("text") is None:
         pytest.skip("real text encoder not built (run `cmsearch models build`): " + "; ".join(enc.problems))
     return enc
 
@@ -420,11 +423,12 @@ def test_real_text_encoder_finds_chinese_titles(os_client, fresh_index, real_enc
     enc = real_encoders
     name = fresh_index("qb-real")
     titles = {"r1": "红色实木餐椅", "r2": "不锈钢电热水壶", "r3": "华为智能手机", "r4": "女士轻便跑步鞋", "r5": "雅诗兰黛眼霜"}
-    vecs = np.asarray(enc.text.encode(list(titles.values()), kind="passage"), dtype=np.float32)
-    if enc.project_text is not None:
-        vecs = np.asarray(enc.project_text(vecs))
+    vecs = enc.project_text(enc.encode_text(list(titles.values()), kind="passage"))
     dims = VectorDims(shared=vecs.shape[1], image_feature=DIMS.image_feature)
-    os_client.indices.create(index=name, body=mappings.product_index_body(dims))
+    from models.identity import META_KEY
+
+    os_client.indices.create(index=name, body=mappings.product_index_body(
+        dims, meta={META_KEY: enc.identity.to_meta()}))
     tk = Tokenizer()
     for (pid, title), v in zip(titles.items(), vecs):
         os_client.index(index=name, id=pid, body={F.ID: pid, F.TITLE: tk.field_text(title), F.TITLE_RAW: title,

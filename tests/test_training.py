@@ -19,7 +19,7 @@ from models.training.catalog import read_catalog  # noqa: E402
 from models.training.classifier import ClassifierConfig, topk_accuracy, train_classifier  # noqa: E402
 from models.training.metrics import first_relevant_rank, retrieval_metrics  # noqa: E402
 from models.training.pairs import NotEnoughPairs, PairData, check_pairs, split_products  # noqa: E402
-from models.training.pipeline import evaluate_split, project  # noqa: E402
+from models.training.train_catalog import evaluate_split, project  # noqa: E402
 from models.training.trainer import TrainConfig, multi_positive_infonce, train_heads  # noqa: E402
 
 FAST = TrainConfig(epochs_max=40, patience=4, batch_size=128)
@@ -82,7 +82,7 @@ def test_catalog_reader_resolves_images_and_counts_problems(tmp_path):
 
 
 def test_catalog_without_images_is_refused_before_loading_models(tmp_path):
-    from models.training.pipeline import run
+    from models.training.train_catalog import run
 
     cat = write_catalog(tmp_path, [{"id": i, "title": f"product {i}"} for i in range(200)])
     with pytest.raises(NotEnoughPairs, match="no usable image-text pairs"):
@@ -91,7 +91,7 @@ def test_catalog_without_images_is_refused_before_loading_models(tmp_path):
 
 
 def test_catalog_with_only_urls_says_why(tmp_path):
-    from models.training.pipeline import run
+    from models.training.train_catalog import run
 
     cat = write_catalog(tmp_path, [{"id": i, "title": "x", "images": [f"http://h/{i}.jpg"]} for i in range(80)])
     with pytest.raises(NotEnoughPairs, match="80 image URLs skipped"):
@@ -99,7 +99,7 @@ def test_catalog_with_only_urls_says_why(tmp_path):
 
 
 def test_fewer_than_50_pairs_is_refused(tmp_path):
-    from models.training.pipeline import run
+    from models.training.train_catalog import run
 
     recs = [{"id": i, "title": f"p{i}", "images": [tiny_png(tmp_path / f"{i}.png", i)]} for i in range(49)]
     with pytest.raises(NotEnoughPairs, match="only 49 image-text pairs"):
@@ -195,7 +195,7 @@ def test_classifier_learns_categories_and_is_reproducible(data, split):
     again = train_classifier(tr, va, cfg)
     assert np.array_equal(res.params.layers[0][0], again.params.layers[0][0])
     assert res.categories == sorted(set(" > ".join(c) for c in tr.categories))
-    from models.training.pipeline import _softmax_apply
+    from models.training.train_catalog import _softmax_apply
     from models.training.classifier import leaf_labels
     probs = _softmax_apply(res.params, te.image_features)
     _, labels = leaf_labels(te, res.categories)
@@ -222,11 +222,11 @@ def test_real_ikea_subset_trains_heads_that_beat_untrained(shared_data, tmp_path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import make_catalogs
     from models.heads import Heads
-    from models.training.pipeline import PipelineConfig, run
+    from models.training.train_catalog import TrainingConfig, run
 
     recs = [r for r in make_catalogs.ikea_records(shared_data) if r["images"]][:300]
     cat = write_catalog(tmp_path, recs)
-    cfg = PipelineConfig(val=50, test=60, train=TrainConfig(epochs_max=60))
+    cfg = TrainingConfig(val=50, test=60, train=TrainConfig(epochs_max=60))
     lines: list[str] = []
     manifest = run(cat, models_dir, tmp_path / "heads", cfg, log=lines.append)
     ev = manifest["eval"]
@@ -235,7 +235,7 @@ def test_real_ikea_subset_trains_heads_that_beat_untrained(shared_data, tmp_path
     assert heads.dim == 384 and heads.has_classifier
     assert any("retrieval on test products" in s for s in lines)
     # every product trained on (nothing held out): heads, no evaluation, no crash
-    cfg = PipelineConfig(val=0, test=0, train=TrainConfig(epochs_max=3))
+    cfg = TrainingConfig(val=0, test=0, train=TrainConfig(epochs_max=3))
     manifest = run(cat, models_dir, tmp_path / "heads_all", cfg, log=lines.append)
     assert manifest["eval"] == {"split": "none (every product was trained on)"}
     assert Heads.load(tmp_path / "heads_all").dim == 384

@@ -8,13 +8,13 @@ their features cached: retraining then takes seconds, not an hour of re-encoding
 Modules, in the order data flows through them:
 
 - :mod:`.catalog`   minimal JSONL catalog reader (ingest format) -> :class:`TrainingProduct`
-- :mod:`.features`  encode each image / text once, cached on disk by content and model
+- :mod:`.features`  encode each image / text once (through the space), cached on disk by content and model
 - :mod:`.pairs`     products + features -> :class:`PairData`, product splits, refusals
 - :mod:`.trainer`   projection heads, symmetric multi-positive InfoNCE, early stopping (torch)
 - :mod:`.classifier` linear category classifier on image features (torch)
 - :mod:`.export`    heads and classifier -> small ONNX graphs + the heads manifest
 - :mod:`.metrics`   recall@k / precision@k / MRR on similarity matrices (numpy)
-- :mod:`.pipeline`  the whole `cmsearch train` run as one function
+- :mod:`.train_catalog` the whole `cmsearch train` run as one function
 - :mod:`.models_manifest` record the heads in the models manifest (``heads`` slot)
 
 Only this package imports torch; the run-time side (:mod:`models.heads`) needs onnxruntime only.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-DEFAULT_TEXT_FIELDS = ("title", "brand", "category", "description")
+from ..passage import DEFAULT_TEXT_FIELDS, PASSAGE_MAX_CHARS, passage_text
 
 
 @dataclass(frozen=True)
@@ -29,26 +29,9 @@ class TrainingProduct:
     skipped_images: tuple[str, ...] = ()  # URLs / missing files, with nothing to train on
     attributes: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def text(self, fields: Sequence[str] = DEFAULT_TEXT_FIELDS, max_chars: int = 1000) -> str:
-        """The text side of the product's pairs: the chosen fields joined by '. '.
-
-        The category path is written "A > B > C" as customers read it; empty fields are
-        left out so a missing brand does not leave a stray separator.
-        """
-        parts = []
-        for name in fields:
-            if name == "category":
-                value = " > ".join(self.category)
-            elif name in ("title", "description", "brand"):
-                value = getattr(self, name)
-            else:  # any attribute, e.g. "title_zh"; lists are joined with commas
-                value = self.attributes.get(name, "")
-                if isinstance(value, (list, tuple)):
-                    value = ", ".join(map(str, value))
-            value = " ".join(str(value).split())
-            if value:
-                parts.append(value.rstrip("."))
-        return ". ".join(parts)[:max_chars]
+    def text(self, fields: Sequence[str] = DEFAULT_TEXT_FIELDS, max_chars: int = PASSAGE_MAX_CHARS) -> str:
+        """The text side of the product's pairs: its passage (:func:`models.passage.passage_text`)."""
+        return passage_text(self, fields, max_chars)
 
 
 @dataclass

@@ -113,45 +113,25 @@ class ImageBatch:
     seconds: float = 0.0
 
 
-class FeatureExtractor:
-    """The encoders of a models directory behind a feature cache.
+class FeatureCache:
+    """The encoders of one :class:`models.space.Space` behind a feature cache.
 
-    Encoders are opened lazily, so a fully cached run does not even load the ONNX models.
+    The space opens its encoders on first use, so a fully cached run does not even load the
+    ONNX models; photos are decoded by the space, exactly as ingest and search decode them.
     """
 
-    def __init__(self, models_dir: str | Path, cache_dir: str | Path | None = None, threads: int = 2,
-                 log: Callable[[str], None] | None = None):
-        from models.manifest import load_manifest  # ManifestError with a clear message if absent
-
-        self.models_dir = Path(models_dir)
-        manifest = load_manifest(self.models_dir)
-        self.manifest = manifest
+    def __init__(self, space, cache_dir: str | Path | None = None, log: Callable[[str], None] | None = None):
+        self.space = space
+        self.manifest = manifest = space.manifest
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         self._img = _Store(root / f"image-{_model_key(manifest['image'])}", "features")
         self._logit = _Store(root / f"image-{_model_key(manifest['image'])}", "logits")
         self._txt = _Store(root / f"text-{_model_key(manifest['text'])}", "vectors")
-        self.threads = threads
         self.log = log or (lambda s: None)
-        self._image_encoder = None
-        self._text_encoder = None
-
-    @property
-    def image_encoder(self):
-        if self._image_encoder is None:
-            from models.image_encoder import ImageEncoder
-            self._image_encoder = ImageEncoder.from_dir(self.models_dir, threads=self.threads)
-        return self._image_encoder
-
-    @property
-    def text_encoder(self):
-        if self._text_encoder is None:
-            from models.text_encoder import TextEncoder
-            self._text_encoder = TextEncoder.from_dir(self.models_dir, threads=self.threads)
-        return self._text_encoder
 
     @property
     def image_labels(self) -> list[str]:
-        return list(self.image_encoder.labels)
+        return self.space.image_labels
 
     def images(self, paths: Sequence[str], batch_size: int = 32, progress_every: int = 500) -> ImageBatch:
         """Raw (unit-length) backbone features for image files; undecodable ones are reported."""
@@ -167,16 +147,15 @@ class FeatureExtractor:
         todo = [i for i, f in enumerate(found) if not f]
         if todo:
             self.log(f"encoding {len(todo)} images ({len(keys) - len(todo)} cached) ...")
-            enc = self.image_encoder
             for s in range(0, len(todo), progress_every):
                 chunk = todo[s:s + progress_every]
-                res = enc.encode_many([paths[key_ok[i]] for i in chunk], batch_size=batch_size)
-                errors += [str(err) for err in res.errors]
-                new_keys = [keys[chunk[j]] for j in res.ok]
+                feats, logits, ok, errs = self.space.encode_images([paths[key_ok[i]] for i in chunk], batch_size)
+                errors += [str(err) for err in errs]
+                new_keys = [keys[chunk[j]] for j in ok]
                 if new_keys:  # saved per chunk: an interrupted run keeps what it encoded
-                    self._img.add(new_keys, res.features)
-                    if res.logits is not None:
-                        self._logit.add(new_keys, res.logits)
+                    self._img.add(new_keys, feats)
+                    if logits is not None:
+                        self._logit.add(new_keys, logits)
                     self._img.save()
                     self._logit.save()
                 done = s + len(chunk)
@@ -198,7 +177,7 @@ class FeatureExtractor:
         todo = sorted({k: t for k, t, f in zip(keys, texts, found) if not f}.items())
         if todo:
             t0 = time.perf_counter()
-            vecs = self.text_encoder.encode([t for _, t in todo], kind=kind, batch_size=batch_size)
+            vecs = self.space.encode_text([t for _, t in todo], kind=kind, batch_size=batch_size)
             self._txt.add([k for k, _ in todo], vecs)
             self._txt.save()
             self.log(f"encoded {len(todo)} {kind} texts in {time.perf_counter() - t0:.1f}s")

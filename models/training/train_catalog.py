@@ -18,7 +18,7 @@ import numpy as np
 from .catalog import DEFAULT_TEXT_FIELDS, TrainingProduct, read_catalog
 from .classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier
 from .export import write_heads
-from .features import FeatureExtractor
+from .features import FeatureCache
 from .metrics import normalize, retrieval_metrics
 from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
 from .trainer import TrainConfig, TrainResult, train_heads
@@ -29,13 +29,12 @@ DEFAULT_VIEWS = (DEFAULT_TEXT_FIELDS, ("title",), ("description",))
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
+class TrainingConfig:
     """What to train on and how; the defaults are what `cmsearch train` uses."""
 
     # Text views per product, all positives for its images: the full text, the title alone and
-    # the description alone. Queries are short (a title-like "white chair") or long (a description);
-    # on IKEA the extra views raised description->image R@10 from 0.46 to 0.54 and Chinese P@10
-    # from 0.42 to 0.46 at equal "type, color" recall (identity text head, MLP image head).
+    # the description alone. Queries are short (a title-like "white chair") or long (a
+    # description), and training on both kinds of view serves both (BENCHMARKS.md, alignment).
     views: tuple[tuple[str, ...], ...] = DEFAULT_VIEWS
     val: float | int = 0.1
     test: float | int = 0.15
@@ -57,7 +56,7 @@ class Features:
     images_encoded: int = 0
 
 
-def build_pairs(products: Sequence[TrainingProduct], extractor: FeatureExtractor,
+def build_pairs(products: Sequence[TrainingProduct], extractor: FeatureCache,
                 views: Sequence[Sequence[str]] = DEFAULT_VIEWS) -> Features:
     """Encode each product's images and text views (cached) into a PairData.
 
@@ -138,7 +137,7 @@ def format_table(rows: list[tuple[str, dict]], cols: Sequence[str] = ("R@1", "R@
 
 
 
-def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: PipelineConfig = PipelineConfig(),
+def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: TrainingConfig = TrainingConfig(),
         cache_dir: str | Path | None = None, log: Log = print, encoder_threads: int = 2,
         epoch_log: Log | None = None) -> dict:
     """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval").
@@ -156,7 +155,11 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: P
     # Refuse before spending minutes on feature extraction when the answer is already no.
     check_pairs(n_local, len(with_images), n_records=report.records, image_urls=report.image_urls,
                 missing_images=report.missing_images, min_pairs=cfg.min_pairs)
-    extractor = FeatureExtractor(models_dir, cache_dir, threads=encoder_threads, log=log)
+    from ..space import Space
+
+    # heads are what this run makes, so the space it trains in has none; strict: training on a
+    # half-loaded space would write heads for vectors nobody else can make
+    extractor = FeatureCache(Space.load(models_dir, None, strict=True, threads=encoder_threads), cache_dir, log=log)
     feats = build_pairs(products, extractor, cfg.views)
     data = feats.data
     log(f"features: {data.n_pairs} image-text pairs, {len(feats.view_texts)} text views; "
@@ -225,7 +228,7 @@ def _model_summary(entry: dict) -> dict:
     return {k: entry.get(k) for k in keep if k in entry}
 
 
-def evaluate(result: TrainResult, cls, data: PairData, cfg: PipelineConfig, split_name: str, log: Log) -> dict:
+def evaluate(result: TrainResult, cls, data: PairData, cfg: TrainingConfig, split_name: str, log: Log) -> dict:
     """Trained heads vs an untrained head of the same shape, on held-out products; + classifier."""
     baseline = train_heads(data, None, replace(cfg.train, epochs_max=0))  # random init, no steps
     text = data.first_view()
@@ -269,5 +272,5 @@ def _softmax_apply(params, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["PipelineConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project", "apply_head",
+__all__ = ["TrainingConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project", "apply_head",
            "format_table", "run"]
