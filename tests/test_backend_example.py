@@ -147,12 +147,12 @@ def test_bad_input_is_a_clear_400_and_engine_failure_a_502(client, os_client):
     assert r.status_code == 400 and "above max" in r.json()["error"]
 
 
-def test_a_missing_index_is_a_502_naming_it(os_client, encoders):
+def test_a_missing_index_is_a_502_naming_it(os_client, space):
     from fastapi.testclient import TestClient
 
     from examples.backend import create_app
 
     url = "http://{host}:{port}".format(**os_client.transport.hosts[0])
-    with TestClient(create_app(url=url, index="no-such-index-here", profile="bm25", encoders=encoders)) as c:
+    with TestClient(create_app(url=url, index="no-such-index-here", profile="bm25", space=space)) as c:
         r = c.get("/search", params={"q": "椅子"})
     assert r.status_code == 502 and "'no-such-index-here' does not exist" in r.json()["error"]

@@ -36,7 +36,8 @@ def wheel_venv(tmp_path_factory) -> Path:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", venv], cwd=tmp)
     site = next((venv / "lib").glob("python*/site-packages"))
-    (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = [p for p in sys.path if p.rstrip("/").endswith("site-packages")] or [sysconfig.get_paths()["purelib"]]
+    (site / "zz_deps.pth").write_text("".join(f"{p}\n" for p in deps))
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheels[0]], cwd=tmp)
     return venv
 
