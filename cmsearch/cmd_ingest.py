@@ -53,24 +53,31 @@ from .options import connection_options, fail
 @click.option("--bulk-docs", type=int, default=256, show_default=True, help="Documents per bulk request (at most).")
 @click.option("--bulk-mb", type=float, default=8.0, show_default=True, help="Megabytes per bulk request (at most).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
+@click.option("--progress-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="When stderr is not a terminal (a log file), print a progress line every this many seconds.")
+@click.option("--wait", is_flag=True,
+              help="If another load holds this checkpoint or rejects file, wait for it instead of refusing.")
 @connection_options
 def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, create, recreate, ocr, batch_size,
            batch_images,
            image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
            aliases_path, image_weight, text_weight, max_image_mb, image_timeout, threads, decode_workers,
-           bulk_docs, bulk_mb, as_json, no_progress) -> None:
+           bulk_docs, bulk_mb, as_json, no_progress, progress_every, wait) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
 
     Every record ends up indexed, unchanged (skipped by content hash) or rejected; rejects go
     to the rejects file with their line and reason, and the exit status is 1 when there are
-    any (unless --accept-rejects).  An interrupted load continues from its checkpoint when the
-    same command is run again (exit status 130 when interrupted).
+    any (unless --accept-rejects).  A load stopped by Ctrl-C, SIGTERM or SIGHUP settles what it
+    holds, prints its partial summary (as JSON with --json) and exits 130, 143 or 129; the same
+    command run again continues from its checkpoint.  One load at a time uses a checkpoint and
+    a rejects file: a second one refuses, naming the running one, or waits with --wait.
     """
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
     from plugin_ingest.encode import EncoderSetupError, ModelEncoders, OcrReader
     from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
+    from plugin_ingest.signals import exit_status, stop_on_signals
 
     try:
         aliases = AliasTable.load(aliases_path) if aliases_path else None
@@ -83,7 +90,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             rejects_path=rejects_path, checkpoint_path=checkpoint_path, resume=not no_resume,
             decode_workers=decode_workers, bulk_docs=bulk_docs, bulk_bytes=int(bulk_mb * 1024 * 1024),
             max_image_bytes=int(max_image_mb * 1024 * 1024), read_timeout=image_timeout, aliases=aliases,
-            fmt=fmt, progress=not no_progress and sys.stderr.isatty())
+            fmt=fmt, progress=not no_progress and sys.stderr.isatty(),
+            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -91,21 +99,30 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
         click.echo(msg, err=True)
 
     try:
-        encoders = None
-        client = None
-        if not dry_run:
-            encoders = ModelEncoders.load(models_dir, heads_dir, threads=threads, w_img=image_weight, w_txt=text_weight)
-            log(f"models: {encoders.describe()}")
-            client = conn.client()
-        ocr_reader = OcrReader() if ocr else None
-        ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
-                            redact=conn.redact, log=log)
-        report = ingestor.run()
+        with stop_on_signals():
+            try:
+                encoders = None
+                client = None
+                if not dry_run:
+                    encoders = ModelEncoders.load(models_dir, heads_dir, threads=threads, w_img=image_weight,
+                                                  w_txt=text_weight)
+                    log(f"models: {encoders.describe()}")
+                    client = conn.client()
+                ocr_reader = OcrReader() if ocr else None
+                ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
+                                    redact=conn.redact, log=log)
+                report = ingestor.run()
+            except KeyboardInterrupt as exc:   # before the load started (loading the models)
+                raise IngestInterrupted("stopped before the load started; nothing was loaded",
+                                        signum=getattr(exc, "signum", None)) from None
     except IngestInterrupted as exc:
         if exc.report is not None:
-            click.echo(exc.report.table(), err=True)
+            if as_json:
+                click.echo(json.dumps(exc.report.to_dict(), indent=2, ensure_ascii=False))
+            else:
+                click.echo(exc.report.table(), err=True)
         click.echo(conn.redact(str(exc)), err=True)
-        click.get_current_context().exit(130)
+        click.get_current_context().exit(exit_status(exc.signum) if exc.signum is not None else 130)
     except (IngestError, EncoderSetupError, CatalogError) as exc:
         raise click.ClickException(conn.redact(str(exc))) from None
     except (OpenSearchException, TransportError, OSError) as exc:

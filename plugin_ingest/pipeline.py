@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import signal
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,10 +45,11 @@ from .bulk import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS, BulkOp, BulkOutcome, Bul
                    set_refresh_interval)
 from .catalog import Catalog, SourceRecord
 from .checkpoint import Checkpoint, CheckpointStore
+from .lock import LoadLock, LockBusy, describe_holder
 from .enrich import ContentHash, Enricher, build_vocabulary
 from .fetch import DEFAULT_MAX_IMAGE_BYTES, FetchError, ImageFetcher, source_kind
 from .rejects import STAGE_IMAGE, STAGE_INDEX, STAGE_READ, STAGE_VALIDATE, RejectsWriter
-from .report import Counts, IngestReport, StageTimes
+from .report import Counts, IngestReport, ProgressLines, StageTimes
 from .schema import K_ID, InvalidRecord, Limits, Product, validate
 from .survey import Survey, survey
 
@@ -63,11 +65,15 @@ class IngestError(RuntimeError):
 
 
 class IngestInterrupted(RuntimeError):
-    """The load stopped early (Ctrl-C or a failure); the checkpoint says where to continue."""
+    """The load stopped early (a signal or a failure); the checkpoint says where to continue.
 
-    def __init__(self, message: str, report: IngestReport | None = None) -> None:
+    ``signum`` is the signal that stopped it (SIGINT for Ctrl-C), None when a failure did.
+    """
+
+    def __init__(self, message: str, report: IngestReport | None = None, signum: int | None = None) -> None:
         super().__init__(message)
         self.report = report
+        self.signum = signum
 
 
 def default_rejects_path(catalog: Path) -> Path:
@@ -105,7 +111,9 @@ class IngestOptions:
     limits: Limits = field(default_factory=Limits)
     aliases: AliasTable | None = None
     fmt: str | None = None
-    progress: bool = True
+    progress: bool = True                # a progress bar (for a terminal)
+    progress_every: float | None = None  # instead of a bar: a progress line every this many seconds
+    wait: bool = False                   # another load holds the checkpoint / rejects file: wait for it
     vector_decimals: int = 6             # vectors are unit length; 1e-6 is far below what ranking sees
     shards: int = 1
     replicas: int = 0
@@ -246,6 +254,7 @@ class Ingestor:
         self._failure: BaseException | None = None
         self._index_had_docs = False
         self._progress = None
+        self._settle_on_stop = False
 
     # ====================================================================== setup
     def _prepare_index(self) -> bool:
@@ -300,6 +309,41 @@ class Ingestor:
 
     # ====================================================================== run
     def run(self) -> IngestReport:
+        """Load the catalog; the checkpoint and rejects file are this load's alone while it runs."""
+        locks = self._lock()
+        try:
+            return self._run()
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _lock(self) -> list[LoadLock]:
+        o = self.o
+        info = {"what": f"loading {self.catalog.path} into index {o.index}", "index": o.index,
+                "catalog": str(self.catalog.path)}
+        wanted = [(self.rejects_path, f"the rejects file {self.rejects_path}")]
+        if not o.dry_run:
+            wanted.append((self.checkpoint_store.path, f"the checkpoint {self.checkpoint_store.path} "
+                                                       f"(catalog {self.catalog.path.name}, index {o.index})"))
+        locks: list[LoadLock] = []
+        try:
+            for path, what in sorted(wanted, key=lambda w: str(Path(w[0]).resolve())):  # one order: no deadlock
+                locks.append(LoadLock(path, what, info).acquire(
+                    wait=o.wait, on_wait=lambda holder, what=what: self.log(
+                        f"waiting for the load that holds {what} to finish "
+                        f"({describe_holder(holder)})")))
+        except LockBusy as exc:
+            for lock in locks:
+                lock.release()
+            raise IngestError(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            for lock in locks:
+                lock.release()
+            raise IngestInterrupted("stopped while waiting for the other load; nothing was loaded",
+                                    signum=getattr(exc, "signum", signal.SIGINT)) from None
+        return locks
+
+    def _run(self) -> IngestReport:
         t0 = time.perf_counter()
         o = self.o
         rejects: RejectsWriter | None = None
@@ -313,6 +357,7 @@ class Ingestor:
             index_existed = False
             if not o.dry_run:
                 index_existed = self._prepare_index()
+            created = not index_existed     # by this load, or (below) by the load it resumes
             tokenizer, _ = self._tokenizer(sv, index_existed)
             vector_identity = self.encoders.identity if self.encoders is not None else "dry-run"
             if o.ocr:
@@ -335,7 +380,7 @@ class Ingestor:
                     self.counts = Counts.from_dict(cp.counts)
                     resumed_line, resumed_read = cp.line, self.counts.read
                     self.log(f"resuming after line {cp.line} ({self.counts.read} records already done)")
-                    index_existed = True
+                    index_existed, created = True, cp.created_index
             rejects = RejectsWriter(self.rejects_path, resume_size=cp.rejects_size if cp else None)
 
             if not o.dry_run:
@@ -348,7 +393,8 @@ class Ingestor:
                     original_refresh = get_refresh_interval(self.client, o.index)
                 if cp is None:
                     cp = Checkpoint(catalog=fingerprint, index=o.index, settings=settings,
-                                    rejects_path=str(self.rejects_path), refresh_interval=original_refresh)
+                                    rejects_path=str(self.rejects_path), refresh_interval=original_refresh,
+                                    created_index=created)
                     self.checkpoint_store.save(cp)
                 set_refresh_interval(self.client, o.index, "-1")
                 self._index_had_docs = index_existed
@@ -364,21 +410,24 @@ class Ingestor:
                                           "the next run restores it from the checkpoint")
                 if o.delete_missing:
                     self._delete_missing(sv)
-                if o.force_merge or (o.force_merge is None and not index_existed):
+                if o.force_merge or (o.force_merge is None and created):
                     self._force_merge()
                 self.checkpoint_store.delete()
             else:
                 self._load(sv, enricher, rejects, None)
-        except KeyboardInterrupt:
-            report = self._report(t0, rejects, resumed_line, resumed_read)
-            raise IngestInterrupted(self._interrupted_message("interrupted"), report) from None
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            message = self._interrupted_message(what)
+            report = self._report(t0, rejects, resumed_line, resumed_read, stopped=message)
+            raise IngestInterrupted(message, report, signum) from None
         except IngestInterrupted:
             raise
         except BaseException as exc:
             if cp is not None and not isinstance(exc, IngestError):
-                report = self._report(t0, rejects, resumed_line, resumed_read)
-                raise IngestInterrupted(self._interrupted_message(f"stopped by {type(exc).__name__}: "
-                                                                  f"{self.redact(str(exc))}"), report) from exc
+                message = self._interrupted_message(f"stopped by {type(exc).__name__}: {self.redact(str(exc))}")
+                report = self._report(t0, rejects, resumed_line, resumed_read, stopped=message)
+                raise IngestInterrupted(message, report) from exc
             raise
         finally:
             if sv is not None:
@@ -397,18 +446,21 @@ class Ingestor:
         return (f"load {what}; {self.counts.read} records settled. Run the same command again to continue "
                 f"{where} (checkpoint {self.checkpoint_store.path}).")
 
-    def _report(self, t0: float, rejects: RejectsWriter | None, resumed_line: int, resumed_read: int) -> IngestReport:
+    def _report(self, t0: float, rejects: RejectsWriter | None, resumed_line: int, resumed_read: int,
+                stopped: str | None = None) -> IngestReport:
         return IngestReport(index=self.o.index, catalog=str(self.catalog.path), counts=self.counts,
                             times=self.times, wall_seconds=time.perf_counter() - t0, dry_run=self.o.dry_run,
                             resumed_from_line=resumed_line, resumed_read=resumed_read,
                             rejects_path=str(self.rejects_path) if rejects is not None and rejects.entries
                             or self.counts.rejected else None,
-                            notes=self.notes, bulk_retries=getattr(self, "_bulk_retries", 0))
+                            notes=self.notes, bulk_retries=getattr(self, "_bulk_retries", 0), stopped=stopped)
 
     # ====================================================================== the threaded load
     def _load(self, sv: Survey, enricher: Enricher, rejects: RejectsWriter, cp: Checkpoint | None) -> None:
         o = self.o
-        if o.progress:
+        if o.progress_every is not None:
+            self._progress = ProgressLines(self.counts, sv.records, o.progress_every, self.log)
+        elif o.progress:
             from tqdm import tqdm
             self._progress = tqdm(total=sv.records, initial=self.counts.read, unit=" products",
                                   dynamic_ncols=True, smoothing=0.1, leave=False)
@@ -439,7 +491,10 @@ class Ingestor:
                 threads[1].join(0.2)
                 self._raise_failure()
             self._raise_failure()
-        except BaseException:
+        except BaseException as exc:
+            # a signal: what the writer already holds (encoded, not yet sent) is still written
+            # and checkpointed; a failure: nothing more is written
+            self._settle_on_stop = isinstance(exc, KeyboardInterrupt) and self._failure is None
             self._stop.set()
             raise
         finally:
@@ -688,7 +743,7 @@ class Ingestor:
         while True:
             batch = self._get(q_in)
             if batch is _END:
-                if not self._stop.is_set():
+                if not self._stop.is_set() or (self._settle_on_stop and self._failure is None):
                     flush()
                 return
             t = time.perf_counter()
@@ -722,8 +777,9 @@ class Ingestor:
             c.rejected += 1
             c.rejected_by[it.kind or it.stage] += 1
             rejects.write(line=it.rec.line, product_id=it.pid or _raw_id(record), stage=it.stage, reason=it.reason,
-                          record=record, raw=it.rec.raw)
+                          record=record, raw=it.rec.raw, end_line=it.rec.end_line)
             return
+        self._report_left_out(it, rejects)
         if it.status == UNCHANGED:
             c.unchanged += 1
             return
@@ -735,6 +791,21 @@ class Ingestor:
             c.images_dropped += 1
             rejects.write(line=it.rec.line, product_id=it.pid, stage=STAGE_IMAGE, rejected=False,
                           reason=f"image left out, product indexed without it: {r.error}", image=r.source)
+
+    def _report_left_out(self, it: Item, rejects: RejectsWriter) -> None:
+        """Images past the per-product limit: the product is kept with the first ones, the rest named."""
+        left = it.product.images_left_out if it.product is not None else ()
+        if not left:
+            return
+        self.counts.images_dropped += len(left)
+        kept = len(it.product.images)
+        shown = [_image_label(s)[:300] for s in left[:100]]
+        if len(left) > len(shown):
+            shown.append(f"... and {len(left) - len(shown)} more")
+        rejects.write(line=it.rec.line, product_id=it.pid, stage=STAGE_VALIDATE, rejected=False,
+                      reason=f"{len(left)} image(s) left out, product indexed with its first {kept} "
+                             f"(at most {self.o.limits.max_images} images per product)",
+                      images_left_out=shown)
 
     # ---------------------------------------------------------------- after the load
     def _delete_missing(self, sv: Survey) -> None:

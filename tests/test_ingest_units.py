@@ -124,8 +124,9 @@ def test_validate_limits_and_bool_is_not_a_number():
         validate({"id": "x", "title": "t", "price": True})
     with pytest.raises(InvalidRecord, match="over OpenSearch's limit"):
         validate({"id": "é" * 300, "title": "t"})
-    with pytest.raises(InvalidRecord, match="3 values, over the limit of 2"):
-        validate({"id": "x", "title": "t", "images": ["a", "b", "c"]}, limits=Limits(max_images=2))
+    # images past the limit are left out, the product is kept
+    p = validate({"id": "x", "title": "t", "images": ["a", "b", "a", "c"]}, limits=Limits(max_images=2))
+    assert p.images == ("a", "b") and p.images_left_out == ("c",)
 
 
 def test_validate_csv_coercion():
