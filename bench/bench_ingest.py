@@ -121,7 +121,7 @@ def child_encode(args) -> dict:
 # ---------------------------------------------------------------- child: ingest
 def child_ingest(args) -> dict:
     from engine.client import ConnectionSettings
-    from plugin_ingest.pipeline import IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestOptions, Ingestor
 
     enc = _encoders(args)
     client = ConnectionSettings.resolve(args.url).client()

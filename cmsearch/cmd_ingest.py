@@ -76,7 +76,7 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
     from plugin_ingest.encode import EncoderSetupError, ModelEncoders, OcrReader
-    from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestError, IngestInterrupted, IngestOptions, Ingestor
     from plugin_ingest.signals import exit_status, stop_on_signals
 
     try:

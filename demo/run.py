@@ -76,7 +76,7 @@ def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: P
     from analysis import AliasTable
     from plugin_ingest.encode import ModelEncoders
     from plugin_ingest.index_admin import check_index
-    from plugin_ingest.pipeline import IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestOptions, Ingestor
 
     encoders = ModelEncoders.load(models_dir, heads_dir)
     # the demo owns its index: one that no longer fits these models or this mapping is rebuilt

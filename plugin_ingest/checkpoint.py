@@ -27,9 +27,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["Checkpoint", "CheckpointStore", "CHECKPOINT_VERSION"]
+__all__ = ["Checkpoint", "CheckpointStore", "start_or_resume", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 
@@ -93,3 +93,27 @@ class CheckpointStore:
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def start_or_resume(store: CheckpointStore, *, catalog: dict[str, Any], index: str, settings: str,
+                    rejects_path: str, use_existing: bool, created_index: bool,
+                    refresh_interval: Callable[[], Any]) -> tuple[Checkpoint, bool, str | None]:
+    """The checkpoint this load continues from, or a new one saved for it.
+
+    Returns (checkpoint, resumed, note): ``note`` says why an existing checkpoint was not used.
+    ``refresh_interval`` reads the index's current setting; it is not asked when a checkpoint
+    of an earlier load of this index knows the real one (a crashed load left ``-1`` behind).
+    """
+    cp = store.load() if use_existing else None
+    stale, note = None, None
+    if cp is not None:
+        why = cp.matches(catalog, index, settings)
+        if not why:
+            return cp, True, None
+        note = f"checkpoint {store.path} not used: {why}; starting from the top (unchanged products are skipped)"
+        stale = cp
+    refresh = stale.refresh_interval if stale is not None and stale.index == index else refresh_interval()
+    cp = Checkpoint(catalog=catalog, index=index, settings=settings, rejects_path=rejects_path,
+                    refresh_interval=refresh, created_index=created_index)
+    store.save(cp)
+    return cp, False, note

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["LoadLock", "LockBusy", "lock_path"]
+__all__ = ["LoadLock", "LockBusy", "lock_path", "lock_all", "describe_holder"]
 
 
 class LockBusy(RuntimeError):
@@ -118,6 +118,23 @@ class LoadLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
         os.fsync(self._fd)
+
+
+def lock_all(targets: list[tuple[Path, str]], info: dict[str, Any], *, wait: bool = False,
+             log: Callable[[str], None] = lambda s: None) -> list[LoadLock]:
+    """Locks on each ``(path, what)``, taken in one order (two loads waiting cannot deadlock);
+    all or none: on :class:`LockBusy` (or Ctrl-C while waiting) the ones taken are released."""
+    locks: list[LoadLock] = []
+    try:
+        for path, what in sorted(targets, key=lambda t: str(Path(t[0]).resolve())):
+            locks.append(LoadLock(path, what, info).acquire(
+                wait=wait, on_wait=lambda holder, what=what: log(
+                    f"waiting for the load that holds {what} to finish ({describe_holder(holder)})")))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return locks
 
 
 def _read(fd: int) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from plugin_ingest.bulk import BulkOp, BulkWriter, ClusterUnavailable
 from plugin_ingest.catalog import Catalog
 from plugin_ingest.checkpoint import Checkpoint, CheckpointStore
 from plugin_ingest.lock import LoadLock, LockBusy
-from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestError, IngestInterrupted, IngestOptions, Ingestor
 from plugin_ingest.rejects import RejectsWriter, read_rejects
 from plugin_ingest.report import Counts, ProgressLines
 from plugin_ingest.schema import InvalidRecord, validate
@@ -325,7 +325,7 @@ import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from pathlib import Path
 from engine.client import ConnectionSettings
-from plugin_ingest.pipeline import IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestOptions, Ingestor
 from test_ingest_e2e import HashEncoders
 catalog, index, url, work = sys.argv[2:6]
 opts = IngestOptions(index=index, create=True, batch_size=2, bulk_docs=2, progress=False,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mappings import fields as F
-from plugin_ingest.pipeline import IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestOptions, Ingestor
 
 pytestmark = [pytest.mark.engine, pytest.mark.models, pytest.mark.data]
 
