@@ -123,7 +123,7 @@ def child_encode(args) -> dict:
 def child_ingest(args) -> dict:
     from engine.client import ConnectionSettings
     from plugin_ingest.fetch import FetchPolicy
-    from plugin_ingest.pipeline import IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestOptions, Ingestor
 
     enc = _encoders(args)
     client = ConnectionSettings.resolve(args.url).client()

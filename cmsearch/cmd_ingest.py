@@ -59,20 +59,26 @@ from .options import connection_options, fail
 @click.option("--bulk-docs", type=int, default=256, show_default=True, help="Documents per bulk request (at most).")
 @click.option("--bulk-mb", type=float, default=8.0, show_default=True, help="Megabytes per bulk request (at most).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
+@click.option("--progress-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="When stderr is not a terminal (a log file), print a progress line every this many seconds.")
+@click.option("--wait", is_flag=True,
+              help="If another load holds this checkpoint or rejects file, wait for it instead of refusing.")
 @connection_options
 def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, create, recreate, ocr, batch_size,
            batch_images,
            image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
            aliases_path, image_weight, text_weight, max_image_mb, image_timeout, allow_dirs, allow_private_urls,
            allow_nets, threads, decode_workers,
-           bulk_docs, bulk_mb, as_json, no_progress) -> None:
+           bulk_docs, bulk_mb, as_json, no_progress, progress_every, wait) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
 
     Every record ends up indexed, unchanged (skipped by content hash) or rejected; rejects go
     to the rejects file with their line and reason, and the exit status is 1 when there are
-    any (unless --accept-rejects).  An interrupted load continues from its checkpoint when the
-    same command is run again (exit status 130 when interrupted).
+    any (unless --accept-rejects).  A load stopped by Ctrl-C, SIGTERM or SIGHUP settles what it
+    holds, prints its partial summary (as JSON with --json) and exits 130, 143 or 129; the same
+    command run again continues from its checkpoint.  One load at a time uses a checkpoint and
+    a rejects file: a second one refuses, naming the running one, or waits with --wait.
     """
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
@@ -81,7 +87,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
     from models.ocr import OcrReader
     from models.space import Space, SpaceError
     from plugin_ingest.fetch import FetchPolicy
-    from plugin_ingest.pipeline import IngestError, IngestInterrupted, IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestError, IngestInterrupted, IngestOptions, Ingestor
+    from plugin_ingest.signals import exit_status, stop_on_signals
 
     try:
         aliases = AliasTable.load(aliases_path) if aliases_path else None
@@ -96,7 +103,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             max_image_bytes=int(max_image_mb * 1024 * 1024), read_timeout=image_timeout, aliases=aliases,
             fetch_policy=FetchPolicy(allow_dirs=allow_dirs, allow_private_urls=allow_private_urls,
                                      allow_networks=allow_nets),
-            fmt=fmt, progress=not no_progress and sys.stderr.isatty())
+            fmt=fmt, progress=not no_progress and sys.stderr.isatty(),
+            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -104,23 +112,31 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
         click.echo(msg, err=True)
 
     try:
-        encoders = None
-        client = None
-        if not dry_run:
-            client = conn.client()  # first: no cluster, no models loaded for nothing
-            mdir = models_dir or default_models_dir()
-            encoders = Space.load(mdir, resolve_heads(mdir, heads_dir), strict=True, threads=threads,
-                                  w_img=image_weight, w_txt=text_weight).open_all()
-            log(f"models: {encoders.describe()}")
-        ocr_reader = OcrReader() if ocr else None
-        ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
-                            redact=conn.redact, log=log)
-        report = ingestor.run()
+        with stop_on_signals():
+            try:
+                encoders = None
+                client = None
+                if not dry_run:
+                    client = conn.client()  # first: no cluster, no models loaded for nothing
+                    mdir = models_dir or default_models_dir()
+                    encoders = Space.load(mdir, resolve_heads(mdir, heads_dir), strict=True, threads=threads,
+                                          w_img=image_weight, w_txt=text_weight).open_all()
+                    log(f"models: {encoders.describe()}")
+                ocr_reader = OcrReader() if ocr else None
+                ingestor = Ingestor(catalog, options, client=client, encoders=encoders, ocr_reader=ocr_reader,
+                                    redact=conn.redact, log=log)
+                report = ingestor.run()
+            except KeyboardInterrupt as exc:   # before the load started (loading the models)
+                raise IngestInterrupted("stopped before the load started; nothing was loaded",
+                                        signum=getattr(exc, "signum", None)) from None
     except IngestInterrupted as exc:
         if exc.report is not None:
-            click.echo(exc.report.table(), err=True)
+            if as_json:
+                click.echo(json.dumps(exc.report.to_dict(), indent=2, ensure_ascii=False))
+            else:
+                click.echo(exc.report.table(), err=True)
         click.echo(conn.redact(str(exc)), err=True)
-        click.get_current_context().exit(130)
+        click.get_current_context().exit(exit_status(exc.signum) if exc.signum is not None else 130)
     except (IngestError, SpaceError, HeadsNotFound, CatalogError) as exc:
         raise click.ClickException(conn.redact(str(exc))) from None
     except (OpenSearchException, TransportError, OSError) as exc:

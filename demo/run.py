@@ -80,7 +80,7 @@ def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: P
     from analysis import AliasTable
     from models.space import Space
     from plugin_ingest.index_admin import check_index
-    from plugin_ingest.pipeline import IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestOptions, Ingestor
 
     encoders = Space.load(models_dir, heads_dir, strict=True).open_all()
     # the demo owns its index: one that no longer fits this space or this mapping is rebuilt

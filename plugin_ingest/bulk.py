@@ -1,12 +1,15 @@
 """Writing documents with opensearch-py's ``helpers.streaming_bulk``, retrying what is worth retrying.
 
-``streaming_bulk`` already chunks actions by count and by bytes and retries documents that got
-``429 Too Many Requests`` with exponential backoff.  It does not retry server errors (5xx) or a
-request that never got an answer (connection reset, timeout): with ``raise_on_exception=False``
-those come back as per-document failures, and :class:`BulkWriter` sends just those documents
-again, also with exponential backoff, up to ``max_retries`` rounds.  Everything else (a
-mapping error, a refused document) is final and returned per document, so the pipeline can
-put it in the rejects file with OpenSearch's reason.
+``streaming_bulk`` chunks actions by count and by bytes.  It can also retry documents that got
+``429 Too Many Requests``, but not server errors (5xx) or a request that never got an answer
+(connection reset, timeout), so :class:`BulkWriter` keeps the one retry policy itself:
+``streaming_bulk`` runs with ``max_retries=0`` and, with ``raise_on_exception=False``, hands
+back every 429, 5xx and unanswered document as a per-document failure; the writer sends just
+those again with exponential backoff, up to ``max_retries`` rounds, so a document is sent at
+most ``max_retries + 1`` times.  (Two nested loops, ``streaming_bulk``'s inside ours, sent a
+429 up to ``(max_retries + 1)**2`` times.)  Everything else (a mapping error, a refused
+document) is final and returned per document, so the pipeline can put it in the rejects file
+with OpenSearch's reason.
 
 Documents that still fail that way after the last retry are *not* rejected (nothing is wrong
 with them): :class:`ClusterUnavailable` is raised and the load stops at its last checkpoint.
@@ -102,8 +105,7 @@ class BulkWriter:
         self.max_backoff = max_backoff
         self.sleep = sleep
         self.redact = redact
-        self.retried_rounds = 0   # rounds of re-sending 5xx / unanswered documents
-        self.requests = 0
+        self.retried_rounds = 0   # rounds of re-sending 429 / 5xx / unanswered documents
 
     def _expand(self, op: BulkOp) -> tuple[dict, str | None]:
         return {op.kind: {"_index": self.index, "_id": op.id}}, op.source
@@ -127,8 +129,7 @@ class BulkWriter:
             for ok, item in helpers.streaming_bulk(
                     self.client, pending, chunk_size=self.max_docs, max_chunk_bytes=self.max_bytes,
                     expand_action_callback=self._expand, raise_on_error=False, raise_on_exception=False,
-                    max_retries=self.max_retries, initial_backoff=self.initial_backoff,
-                    max_backoff=self.max_backoff, yield_ok=True):
+                    max_retries=0, yield_ok=True):   # the retries are this loop's (module docstring)
                 _, info = next(iter(item.items()))
                 pid = info.get("_id")
                 if pid not in by_id:

@@ -172,8 +172,14 @@ class Catalog:
                 data = json.loads(text)
             except (json.JSONDecodeError, RecursionError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                # some of json's messages end in "at" ("Invalid control character at")
+                msg = msg[:-3] if msg.endswith(" at") else msg
                 where = f" at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
                 yield SourceRecord(line_no, end, error=f"malformed JSON: {msg}{where}", raw=_excerpt(raw))
+                continue
+            except ValueError:  # an integer literal over Python's digit limit (4300 digits)
+                yield SourceRecord(line_no, end, error="malformed JSON: a number with more digits than can be read",
+                                   raw=_excerpt(raw))
                 continue
             if not isinstance(data, dict):
                 yield SourceRecord(line_no, end, error=f"malformed JSON: a record must be a JSON object, "
@@ -216,16 +222,41 @@ class Catalog:
         return "\t" if self.fmt == "tsv" else ","
 
     def _csv(self, fh: BinaryIO, offset: int, line_no: int) -> Iterator[SourceRecord]:
+        """CSV rows; a row over several lines that does not parse is read again from its second line.
+
+        A quote left open (``p3,"bad title,3``) makes the csv module read the following lines
+        as the rest of that cell, until a quote closes it or the file ends.  Rejecting that one
+        "row" would lose every valid row it swallowed, unreported.  So when a row spanning
+        several physical lines fails (a csv error, or the wrong number of fields), only its first
+        line is rejected, with its text, and parsing starts again on the line after it: each
+        line the open quote swallowed is read as a row of its own, indexed or rejected with its
+        own line number.
+        """
         header = self.header()
-        state = {"offset": offset, "line": line_no, "bad_utf8": None, "too_long": False}
-        lines = self._lines(fh, offset, line_no)
         header_pending = offset == 0
+        while True:
+            restart = yield from self._csv_rows(fh, offset, line_no, header, header_pending)
+            if restart is None:
+                return
+            offset, line_no = restart
+            header_pending = False
+
+    def _csv_rows(self, fh: BinaryIO, offset: int, line_no: int, header: list[str],
+                  header_pending: bool) -> Iterator[SourceRecord]:
+        """Rows from ``offset`` until the end (returns None) or a multi-line row fails (returns
+        the offset and line number to parse again from: the end of that row's first line)."""
+        state: dict[str, Any] = {"offset": offset, "line": line_no, "bad_utf8": None, "too_long": False,
+                                 "first": None}
+        lines = self._lines(fh, offset, line_no)
 
         def text_lines() -> Iterator[str]:
             # csv.reader pulls physical lines from here one row at a time, so after each row
-            # ``state`` holds the offset and line number just past that row
+            # ``state`` holds the offset and line number just past that row, and ``first`` the
+            # row's first line (number, end offset, bytes)
             for no, end, raw, too_long in lines:
                 state["offset"], state["line"] = end, no
+                if state["first"] is None:
+                    state["first"] = (no, end, raw)
                 if too_long:
                     state["too_long"] = True
                 try:
@@ -235,18 +266,34 @@ class Catalog:
                         state["bad_utf8"] = _utf8_error(exc)
                     yield raw.decode("utf-8", errors="backslashreplace")
 
+        def resync(problem: str) -> SourceRecord:
+            no, end, raw = state["first"]
+            last = state["line"]
+            span = f"lines {no} to the end of the file" if state["eof"] else f"lines {no}-{last}"
+            return SourceRecord(no, end, error=f"malformed CSV row: {problem} in {span} read as one row (a quote "
+                                               f"left open on line {no}?); only line {no} is rejected, the lines "
+                                               "after it are read again as rows of their own",
+                                raw=_excerpt(raw), end_line=no)
+
         reader = csv.reader(text_lines(), delimiter=self._delimiter, strict=True)
         while True:
             first_line = state["line"] + 1
+            state["first"], state["eof"] = None, False
             try:
                 row = next(reader)
             except StopIteration:
-                return
+                return None
             except csv.Error as exc:
-                # the csv module cannot go on after some errors (e.g. an unterminated quote at
-                # the end of the file); report the row and carry on with a fresh parser
-                yield SourceRecord(first_line, state["offset"], error=f"malformed CSV row: {exc}",
-                                   end_line=state["line"])
+                if state["first"] is None:   # nothing was read (cannot happen with csv's errors)
+                    return None
+                if state["line"] > state["first"][0]:
+                    state["eof"] = str(exc) == "unexpected end of data"
+                    yield resync(str(exc))
+                    return state["first"][1], state["first"][0]
+                # one line: reject it and carry on with a fresh parser (the csv module cannot go
+                # on after some errors, e.g. an unterminated quote at the end of the file)
+                no, end, raw = state["first"]
+                yield SourceRecord(no, end, error=f"malformed CSV row: {exc}", raw=_excerpt(raw), end_line=no)
                 reader = csv.reader(text_lines(), delimiter=self._delimiter, strict=True)
                 state["bad_utf8"], state["too_long"] = None, False
                 continue
@@ -258,11 +305,15 @@ class Catalog:
                 continue
             if not any(c.strip() for c in row):
                 continue
-            raw = _csv_raw(row, self._delimiter)
             end, last = state["offset"], state["line"]
+            # the row as written when it is one line; a multi-line row as the csv module read it
+            raw = _excerpt(state["first"][2]) if last == first_line else _csv_raw(row, self._delimiter)
             if too_long:
                 yield SourceRecord(first_line, end, error=f"record is longer than {self.max_record_bytes} bytes",
                                    raw=raw[:4096], end_line=last)
+            elif len(row) != len(header) and last > first_line:
+                yield resync(f"{len(row)} fields, the header has {len(header)}")
+                return state["first"][1], state["first"][0]
             elif bad_utf8:
                 yield SourceRecord(first_line, end, error=bad_utf8, raw=raw, end_line=last)
             elif len(row) != len(header):

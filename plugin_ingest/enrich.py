@@ -117,7 +117,7 @@ def _scalar_text(v: Any) -> str | None:
 
 
 class Enricher:
-    """Turns products into documents (text and facets); vectors are added later by the pipeline.
+    """Turns products into documents (text and facets); vectors are added later (documents.py).
 
     ``vector_identity`` names the encoders, heads, fusion weights and OCR switch (see
     :mod:`.encode`); it goes into the vectors half of the content hash.

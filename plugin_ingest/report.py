@@ -14,9 +14,9 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["Counts", "StageTimes", "IngestReport", "STAGES"]
+__all__ = ["Counts", "StageTimes", "IngestReport", "ProgressLines", "STAGES"]
 
 # in flow order; "survey" is the first, cheap pass over the catalog (ids, brands, categories),
 # "lookup" the per-batch mget of stored content hashes
@@ -86,6 +86,7 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
     bulk_retries: int = 0
     resumed_read: int = 0  # records counted before a resume (not part of this run's rate)
+    stopped: str | None = None  # why the load stopped early (the summary is partial), None when complete
 
     @property
     def products_per_second(self) -> float:
@@ -95,7 +96,8 @@ class IngestReport:
     def table(self) -> str:
         c = self.counts
         verb = "would be indexed" if self.dry_run else "indexed"
-        lines = [f"{'DRY RUN: ' if self.dry_run else ''}catalog {self.catalog} -> index {self.index}"]
+        lines = [f"{'DRY RUN: ' if self.dry_run else ''}{'PARTIAL (load stopped): ' if self.stopped else ''}"
+                 f"catalog {self.catalog} -> index {self.index}"]
         if self.resumed_from_line:
             lines.append(f"resumed after line {self.resumed_from_line} (counts include the earlier run)")
         rows = [("read", c.read), (verb, c.indexed)]
@@ -139,4 +141,54 @@ class IngestReport:
                 "stages": {s: {"seconds": round(self.times.seconds.get(s, 0.0), 3),
                                "items": self.times.items.get(s, 0)} for s in STAGES},
                 "resumed_from_line": self.resumed_from_line, "rejects": self.rejects_path,
-                "bulk_retries": self.bulk_retries, "notes": list(self.notes)}
+                "bulk_retries": self.bulk_retries, "notes": list(self.notes),
+                "complete": self.stopped is None, "stopped": self.stopped}
+
+
+class ProgressLines:
+    """Progress as plain lines (a log file, a CI job): one every ``every`` seconds of settling.
+
+    A progress bar only makes sense on a terminal; a load written to a file would otherwise say
+    nothing until it ends.  ``update`` has tqdm's signature, so the load drives either.
+    """
+
+    def __init__(self, counts: Counts, total: int, every: float, log: Callable[[str], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.counts = counts
+        self.total = total
+        self.every = every
+        self.log = log
+        self.clock = clock
+        self._start = clock()
+        self._start_read = counts.read
+        self._last = self._start
+
+    def update(self, n: int = 1) -> None:
+        now = self.clock()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        self.log(self.line(now))
+
+    def line(self, now: float) -> str:
+        c = self.counts
+        share = f" ({100 * c.read / self.total:.0f}%)" if self.total else ""
+        elapsed = now - self._start
+        rate = (c.read - self._start_read) / elapsed if elapsed > 0 else 0.0
+        eta = ""
+        if rate > 0 and self.total > c.read:
+            eta = f", about {_duration((self.total - c.read) / rate)} left"
+        return (f"progress: {c.read:,}/{self.total:,} records{share}: {c.indexed:,} indexed, {c.rejected:,} rejected, "
+                f"{c.unchanged:,} unchanged; {rate:,.1f} records/s{eta}")
+
+    def close(self) -> None:
+        pass
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds // 60 % 60:02d}m"

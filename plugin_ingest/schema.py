@@ -6,8 +6,10 @@ The keys below are the *catalog's* column names (what a merchant writes, documen
 Validation reports every problem of a record at once ("price: expected a number, got 'abc';
 title: missing"), so a merchant fixes a record in one go instead of one error per reload.
 Limits (:class:`Limits`) exist where OpenSearch or the models would fail later and less
-clearly: a ``_id`` is at most 512 bytes, a title of 100,000 characters is broken data rather
-than a title, and an image list of thousands would exceed the nested-document budget.
+clearly: a ``_id`` is at most 512 bytes and a title of 100,000 characters is broken data rather
+than a title.  An image list longer than ``max_images`` (which would exceed the nested-document
+budget) is not a reason to lose the product: the first ``max_images`` are kept and the rest
+are reported as left out.
 
 CSV cells are all text, so the CSV form of a record is coerced: an empty cell is an absent
 value, numbers are parsed, lists are ``|``-separated (or a JSON array), ``attributes`` may be a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -44,6 +47,12 @@ KEYS = (K_ID, K_TITLE, K_DESCRIPTION, K_BRAND, K_CATEGORY, K_IMAGES, K_IMAGE, K_
         K_ATTRIBUTES, K_RELATIONS, *RELATION_KEYS)
 LIST_SEPARATOR = "|"
 CATEGORY_SEPARATOR = ">"
+# what "a plain number" means for a numeric string: ASCII digits, one optional sign, point and
+# exponent.  ``float()`` alone also takes "1_000", "nan", "inf" and full-width or Arabic-Indic
+# digits, which are typos or other conventions, not prices.
+# why an id or a CSV title holds a line break: a quote left open swallowed the lines after it
+_OPEN_QUOTE = " (in a CSV file: a quote left open, which reads the lines after it into this cell)"
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 class InvalidRecord(ValueError):
@@ -79,6 +88,8 @@ class Product:
     brand: str = ""
     category: tuple[str, ...] = ()          # levels, top first
     images: tuple[str, ...] = ()            # as written: path, http(s) URL or data: URI
+    # images past ``Limits.max_images``: not indexed, reported as left out (the product is kept)
+    images_left_out: tuple[str, ...] = ()
     price: float | None = None
     rating: float | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
@@ -160,13 +171,17 @@ class _Checker:
         if isinstance(v, str):
             # "12.5" in JSON is a string where a number belongs; accepted, since many exports
             # quote every value, but only when it reads as a plain number
-            try:
-                x = float(v.strip())
-            except ValueError:
-                self.fail(f"{key}: expected a number, got {_short(v)}")
+            if not _PLAIN_NUMBER.fullmatch(v.strip()):
+                self.fail(f"{key}: expected a number (plain ASCII digits with an optional sign, decimal "
+                          f"point and exponent), got {_short(v)}")
                 return None
+            x = float(v.strip())
         else:
-            x = float(v)
+            try:
+                x = float(v)
+            except OverflowError:   # a JSON integer of hundreds of digits
+                self.fail(f"{key}: expected a finite number, got an integer of {len(str(v))} digits")
+                return None
         if not math.isfinite(x):
             self.fail(f"{key}: expected a finite number, got {_short(v)}")
             return None
@@ -238,6 +253,8 @@ def _id(c: _Checker, v: Any) -> str:
     pid = str(v).strip()
     if not pid:
         c.fail(f"{K_ID}: empty (required)")
+    elif "\n" in pid or "\r" in pid:
+        c.fail(f"{K_ID}: contains a line break{_OPEN_QUOTE if c.csv else ''}: {_short(pid)}")
     elif len(pid.encode("utf-8")) > c.limits.max_id_bytes:
         c.fail(f"{K_ID}: {len(pid.encode('utf-8'))} bytes, over OpenSearch's limit of {c.limits.max_id_bytes}")
     return pid
@@ -276,6 +293,7 @@ def _category(c: _Checker, v: Any) -> tuple[str, ...]:
 
 
 def _images(c: _Checker, v: Any) -> tuple[str, ...]:
+    """Every image of the record (deduplicated, in order); the caller keeps the first ``max_images``."""
     if _absent(v, c.csv):
         return ()
     if isinstance(v, dict):
@@ -293,7 +311,7 @@ def _images(c: _Checker, v: Any) -> tuple[str, ...]:
     # data: URIs contain commas and may contain '|', so a CSV cell holding one is one image
     if c.csv and isinstance(v, str) and v.strip().startswith("data:"):
         v = [v]
-    return c.strings(K_IMAGES, v, max_values=c.limits.max_images, max_chars=1 << 62, numbers=False)
+    return c.strings(K_IMAGES, v, max_values=1 << 62, max_chars=1 << 62, numbers=False)
 
 
 def _attributes(c: _Checker, v: Any) -> dict[str, Any]:
@@ -320,12 +338,17 @@ def validate(data: Mapping[str, Any], *, csv_mode: bool = False, limits: Limits 
     c = _Checker(csv_mode, limits)
     pid = _id(c, data.get(K_ID))
     title = c.text(K_TITLE, data.get(K_TITLE), limits.max_title_chars, required=True)
+    if csv_mode and ("\n" in title or "\r" in title):   # a title is one line; a CSV cell over lines is a stray quote
+        c.fail(f"{K_TITLE}: contains a line break{_OPEN_QUOTE}: {_short(title)}")
     description = c.text(K_DESCRIPTION, data.get(K_DESCRIPTION), limits.max_description_chars)
     brand = c.text(K_BRAND, data.get(K_BRAND), limits.max_brand_chars)
     category = _category(c, data.get(K_CATEGORY))
     images = _images(c, data.get(K_IMAGES))
     if not _absent(data.get(K_IMAGE), csv_mode):
         images = tuple(dict.fromkeys((*images, *_images(c, data.get(K_IMAGE)))))
+    # a product with hundreds of photos is still a product: index it with the first ones (the
+    # nested-document budget and the encoder batch are sized for max_images), report the rest
+    images, images_left_out = images[:limits.max_images], images[limits.max_images:]
     price = c.number(K_PRICE, data.get(K_PRICE))
     rating = c.number(K_RATING, data.get(K_RATING))
 
@@ -358,6 +381,6 @@ def validate(data: Mapping[str, Any], *, csv_mode: bool = False, limits: Limits 
     if c.reasons:
         raise InvalidRecord(c.reasons)
     return Product(id=pid, title=title, description=description, brand=brand, category=category,
-                   images=images, price=price, rating=rating, attributes=attributes,
+                   images=images, images_left_out=images_left_out, price=price, rating=rating, attributes=attributes,
                    accessory_of=rel_values[K_ACCESSORY_OF], related=rel_values[K_RELATED],
                    series=rel_values[K_SERIES])

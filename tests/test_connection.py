@@ -51,7 +51,7 @@ def test_plugin_ingest_redacts_without_the_engine_node():
     import subprocess
     import sys
 
-    code = ("import sys, plugin_ingest.fetch, plugin_ingest.pipeline; "
+    code = ("import sys, plugin_ingest.fetch, plugin_ingest.ingestor; "
             "assert 'engine.node' not in sys.modules, 'engine.node imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from plugin_ingest.fetch import FetchError, FetchPolicy, ImageFetcher, address_class
-from plugin_ingest.pipeline import IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestOptions, Ingestor
 from plugin_ingest.rejects import read_rejects
 
 SECRET = "hunter2-s3cret"

@@ -27,7 +27,7 @@ from engine.client import ConnectionSettings
 from mappings import VectorDims
 from mappings import fields as F
 from plugin_ingest.fetch import FetchPolicy
-from plugin_ingest.pipeline import IngestInterrupted, IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestInterrupted, IngestOptions, Ingestor
 from plugin_ingest.rejects import read_rejects
 
 pytestmark = pytest.mark.engine
@@ -567,7 +567,7 @@ sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from pathlib import Path
 from engine.client import ConnectionSettings
 from plugin_ingest.fetch import FetchPolicy
-from plugin_ingest.pipeline import IngestInterrupted, IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestInterrupted, IngestOptions, Ingestor
 from test_ingest_e2e import HashEncoders
 catalog, index, url, work = sys.argv[2:6]
 opts = IngestOptions(index=index, create=True, batch_size=2, bulk_docs=2, progress=False,

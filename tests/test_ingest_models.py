@@ -11,7 +11,7 @@ import pytest
 
 from mappings import fields as F
 from plugin_ingest.fetch import FetchPolicy
-from plugin_ingest.pipeline import IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestOptions, Ingestor
 
 pytestmark = [pytest.mark.engine, pytest.mark.models, pytest.mark.data]
 

@@ -124,8 +124,9 @@ def test_validate_limits_and_bool_is_not_a_number():
         validate({"id": "x", "title": "t", "price": True})
     with pytest.raises(InvalidRecord, match="over OpenSearch's limit"):
         validate({"id": "é" * 300, "title": "t"})
-    with pytest.raises(InvalidRecord, match="3 values, over the limit of 2"):
-        validate({"id": "x", "title": "t", "images": ["a", "b", "c"]}, limits=Limits(max_images=2))
+    # images past the limit are left out, the product is kept
+    p = validate({"id": "x", "title": "t", "images": ["a", "b", "a", "c"]}, limits=Limits(max_images=2))
+    assert p.images == ("a", "b") and p.images_left_out == ("c",)
 
 
 def test_validate_csv_coercion():
@@ -329,3 +330,62 @@ def test_error_text_and_counts():
                        "caused_by": {"type": "x", "reason": "y"}}) == "mapper_parsing_exception: bad (caused by x: y)"
     c = Counts(read=3, indexed=1, rejected=1, unchanged=1)
     assert c.balanced() and Counts.from_dict(c.to_dict()) == c
+
+
+# ---------------------------------------------------------------- documents (fields + vectors -> index document)
+def _unit_rows(n, dim, seed):
+    import numpy as np
+
+    rows = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_product_document_with_images_heads_and_ocr(enricher):
+    import numpy as np
+
+    from plugin_ingest.documents import MAX_STORED_DATA_URI, product_document, serialize
+
+    p = validate({"id": "p1", "title": "小棕瓶 精华", "brand": "雅诗兰黛", "category": "美妆 > 护肤 > 精华",
+                  "images": ["img/a.jpg", "https://u:SECRET@cdn.example.com/b.jpg"], "price": 620})
+    big_uri = "data:image/png;base64," + "A" * (MAX_STORED_DATA_URI + 1)
+    sources = [*p.images, big_uri]
+    text = _unit_rows(1, 8, 0)[0]
+    feats, vecs = _unit_rows(3, 16, 1), _unit_rows(3, 8, 2)
+    fused = text + vecs.mean(axis=0)
+    doc = product_document(enricher.fields(p), text_vector=text, fused_vector=fused, image_sources=sources,
+                           image_features=feats, image_vectors=vecs, predicted_category="美妆>护肤",
+                           ocr_text="estee lauder", content_hash="h1", decimals=4)
+    assert doc[F.BRAND] == "estee lauder" and doc[F.PRICE] == 620                # the enriched fields, kept
+    assert doc[F.TEXT_VECTOR] == np.round(text.astype(np.float64), 4).tolist()
+    assert doc[F.FUSED_VECTOR] == np.round(fused.astype(np.float64), 4).tolist()
+    assert [len(im[F.IMAGE_FEATURE]) for im in doc[F.IMAGES]] == [16, 16, 16]
+    assert doc[F.IMAGES][2][F.IMAGE_VECTOR] == np.round(vecs[2].astype(np.float64), 4).tolist()
+    urls = [im[F.IMAGE_URL] for im in doc[F.IMAGES]]
+    assert urls[:2] == ["img/a.jpg", "https://***@cdn.example.com/b.jpg"]        # no credentials in the index
+    assert urls[2].endswith(f"({len(big_uri)} characters, not stored)") and len(urls[2]) < 100
+    assert doc[F.IMAGE_URLS] == urls
+    assert doc[F.PREDICTED_CATEGORY] == "美妆>护肤" and doc[F.OCR_TEXT] == "estee lauder"
+    assert doc[F.CONTENT_HASH] == "h1"
+    assert json.loads(serialize(doc)) == doc and "小棕瓶" in serialize(doc)       # compact, non-ASCII kept
+    mapped = product_index_body(VectorDims(shared=8, image_feature=16))["mappings"]["properties"]
+    assert set(doc) <= set(mapped)               # the mapping is strict: every field the document has is mapped
+
+
+def test_product_document_without_images_or_heads(enricher):
+    from plugin_ingest.documents import product_document, update_document
+
+    p = validate({"id": "p2", "title": "Oak chair"})
+    text = _unit_rows(1, 8, 3)[0]
+    doc = product_document(enricher.fields(p), text_vector=text, fused_vector=text, predicted_category="x",
+                           content_hash="h2")
+    assert doc[F.FUSED_VECTOR] == doc[F.TEXT_VECTOR]
+    assert F.IMAGES not in doc and F.IMAGE_URLS not in doc and F.OCR_TEXT not in doc
+    assert F.PREDICTED_CATEGORY not in doc                       # a category is read off photos: none here
+    feats = _unit_rows(2, 16, 4)
+    doc = product_document({}, text_vector=text, fused_vector=text, image_sources=["a.jpg", "b.jpg"],
+                           image_features=feats, content_hash="h3")
+    assert all(F.IMAGE_VECTOR not in im for im in doc[F.IMAGES])  # no heads: raw features only
+    with pytest.raises(ValueError, match="one feature row per image"):
+        product_document({}, text_vector=text, fused_vector=text, image_sources=["a.jpg"], image_features=feats,
+                         content_hash="h")
+    assert update_document({F.PRICE: 5}, "h4") == {"doc": {F.PRICE: 5, F.CONTENT_HASH: "h4"}}

@@ -100,7 +100,7 @@ def space():
 
 def _ingest_feature(space, tmp_path, name: str, data: bytes) -> np.ndarray:
     """The photo through ingest's own image job (fetch + decode + preprocess) and embed_products."""
-    from plugin_ingest.pipeline import IngestOptions, Ingestor
+    from plugin_ingest.ingestor import IngestOptions, Ingestor
 
     (tmp_path / name).write_bytes(data)
     cat = tmp_path / "c.jsonl"

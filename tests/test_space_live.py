@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from models.space import Space, SpaceError
-from plugin_ingest.pipeline import IngestError, IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestError, IngestOptions, Ingestor
 from query_builder import QueryImage, SearchError, Searcher, SearchRequest
 
 pytestmark = [pytest.mark.engine, pytest.mark.models]

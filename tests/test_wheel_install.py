@@ -8,6 +8,7 @@ plain path, so the editable install of the checkout is not on it); nothing is do
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,8 +29,13 @@ def _run(cmd: list, cwd: Path, env: dict | None = None, timeout: float = 600) ->
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
+    # build from a copy: setuptools writes build/ beside the sources, and a stale build/lib of
+    # the checkout would put deleted modules into the wheel
+    src = tmp / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", ".state", "build", "dist", "target",
+                                                             "__pycache__", "*.egg-info", ".pytest_cache"))
     build = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", tmp / "dist",
-                  REPO], cwd=tmp)
+                  src], cwd=tmp)
     assert "would be ignored" not in build.stdout + build.stderr, "package data declared as packages"
     wheels = sorted((tmp / "dist").glob("cmsearch-*.whl"))
     assert len(wheels) == 1, wheels

@@ -1,0 +1,69 @@
+"""The index a load writes to: created or checked before the load, merged after it.
+
+Also the tokenizer of the load, since its dictionary takes the index's own brand and category
+vocabulary into account when the index already holds products (one segmentation for the
+whole index).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
+
+from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
+
+from .enrich import build_vocabulary
+from .load_options import IngestError, IngestOptions
+from .report import StageTimes
+from .survey import Survey
+
+__all__ = ["prepare_index", "force_merge", "load_tokenizer"]
+
+
+def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callable[[str], None]) -> bool:
+    """Create / check the index for ``space`` (its ``dims`` and ``identity``, recorded in the index's
+    ``_meta`` on creation and compared on a check); True when it existed before (so unchanged
+    products may be there)."""
+    from plugin_ingest.index_admin import IndexExistsError, check_index, create_product_index
+
+    exists = bool(client.indices.exists(index=o.index))
+    if o.recreate or (not exists and o.create):
+        try:
+            create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=o.shards,
+                                 replicas=o.replicas, space=space.identity)
+        except IndexExistsError as exc:  # a concurrent creation
+            raise IngestError(str(exc)) from None
+        log(f"created index {o.index}")
+        return False
+    if not exists:
+        raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
+                          f"product mapping, or create it with `cmsearch index create {o.index}`")
+    problems = check_index(client, o.index, space.dims, space=space.identity)
+    if problems:
+        raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
+                          + " (use --recreate to rebuild it)")
+    return True
+
+
+def force_merge(client: OpenSearch, index: str, times: StageTimes, notes: list[str], *,
+                redact: Callable[[str], str], log: Callable[[str], None]) -> None:
+    """Merge into one segment: k-NN search walks one HNSW graph per segment."""
+    log(f"merging {index} into one segment")
+    with times.measure("merge"):
+        try:
+            client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=3600)
+            client.indices.refresh(index=index)
+        except TransportError as exc:
+            # the load itself is complete; a slower index is not a failed load
+            notes.append(redact(f"force merge of {index} failed ({exc.status_code}: {exc.error}); "
+                                "search works, k-NN is slower until segments merge"))
+
+
+def load_tokenizer(sv: Survey, aliases: AliasTable | None, client: OpenSearch | None, index: str,
+                   index_existed: bool) -> Tokenizer:
+    """A tokenizer whose dictionary holds every brand and category of the catalog (and of the index)."""
+    index_vocab = Vocabulary.from_index(client, index) if index_existed and client is not None else None
+    brands = {normalize_brand(b, aliases) for b in sv.brands}
+    vocab = build_vocabulary(brands, sv.category_paths, aliases, index_vocab)
+    return Tokenizer(vocab.words()).warm_up()
