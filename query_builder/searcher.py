@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary
 from mappings import fields
@@ -45,13 +45,51 @@ class SearchError(RuntimeError):
 
 
 def _engine_message(exc: Exception) -> str:
+    """What the engine said, with every distinct cause it gave (the root cause often says what to do)."""
     info = getattr(exc, "info", None)
     if isinstance(info, Mapping):
         err = info.get("error")
         if isinstance(err, Mapping):
-            root = (err.get("root_cause") or [{}])[0]
-            return f"{err.get('type', '')}: {root.get('reason') or err.get('reason') or ''}".strip(": ")
+            return _error_text(err)
+        if isinstance(err, str) and err:
+            return err
     return str(getattr(exc, "error", "") or exc)
+
+
+def _error_text(err: Mapping[str, Any]) -> str:
+    """``type: reason`` of an engine error, then ``caused by`` each distinct deeper reason.
+
+    A search phase failure says only "The phase has failed" or "all shards failed" at the
+    top; the reason that names the problem sits in ``root_cause``, ``failed_shards`` or the
+    ``caused_by`` chain.
+    """
+    parts: list[str] = []
+
+    def add(e: Any) -> None:
+        if not isinstance(e, Mapping):
+            return
+        text = f"{e.get('type', '')}: {e.get('reason') or ''}".strip(": ")
+        if text and text not in parts:
+            parts.append(text)
+
+    def walk(e: Any) -> None:
+        if not isinstance(e, Mapping):
+            return
+        add(e)
+        for root in e.get("root_cause") or ():
+            walk(root)
+        for shard in e.get("failed_shards") or ():
+            if isinstance(shard, Mapping):
+                walk(shard.get("reason"))
+        walk(e.get("caused_by"))
+
+    walk(err)
+    return "; caused by ".join(parts)
+
+
+def _past_the_end(exc: Exception) -> bool:
+    """The hybrid query refused a ``from`` beyond its last result (neural-search's wording)."""
+    return "Reached end of search result" in _engine_message(exc)
 
 
 class Searcher:
@@ -188,7 +226,15 @@ class Searcher:
             self._ensure_pipeline(built)
             if not self.capabilities().pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
-        resp = self.client.search(index=self.index, body=body, params=built.params())
+        try:
+            resp = self.client.search(index=self.index, body=body, params=built.params())
+        except RequestError as exc:
+            if path != "server" or not built.offset or not _past_the_end(exc):
+                raise
+            # the page starts after the last result: an empty page, with the total and facets
+            # of the whole result set from the same query asked for no hits
+            resp = self.client.search(index=self.index, body={**body, "from": 0, "size": 0}, params=built.params())
+            return [], _total(resp), parse_facets(resp.get("aggregations"))
         raw = [dict(h) for h in resp["hits"]["hits"]]
         if path == "server":
             self._attach_best_images(built, raw)
@@ -272,7 +318,7 @@ def _raise_for(resp: Mapping[str, Any], what: str, index: str) -> None:
     err = resp["error"]
     if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
         raise SearchError(f"index {index!r} does not exist")
-    reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
+    reason = _error_text(err) if isinstance(err, Mapping) else err
     raise SearchError(f"retriever {what} failed on {index!r}: {reason or err}")
 
 

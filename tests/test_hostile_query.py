@@ -1,0 +1,129 @@
+"""Hostile queries against the real node: paging past the end, scripts other than Chinese and Latin.
+
+The catalog is small and synthetic: every product's text vector is a random unit vector
+near the "query" vector, so the dense retrievers find every product and a hybrid search has
+a known number of results.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import mappings
+from analysis import Tokenizer
+from mappings import VectorDims
+from mappings import fields as F
+from query_builder import Profile, QueryVectors, SearchError, Searcher, SearchRequest, detect_fusion, load_profile
+from query_builder.searcher import _engine_message
+
+pytestmark = pytest.mark.engine
+
+DIMS = VectorDims(shared=384, image_feature=1280)
+_rng = np.random.default_rng(15)
+QUERY = _rng.normal(size=DIMS.shared)
+QUERY /= np.linalg.norm(QUERY)
+
+
+def _unit_near(rng) -> list[float]:
+    v = QUERY + 0.5 * rng.normal(size=DIMS.shared) / np.sqrt(DIMS.shared)
+    return (v / np.linalg.norm(v)).tolist()
+
+
+CHAIRS = [(f"c{i:02d}", f"红色 餐椅 {i}号") for i in range(23)]
+SCRIPTS = [
+    ("ru1", "Кровать белая двуспальная"),
+    ("ru2", "Стол обеденный деревянный"),
+    ("he1", "שולחן עץ מלא"),
+    ("ar1", "طاولة خشب طبيعي"),
+    ("ja1", "ソファベッド 東京タワー"),
+    ("ja2", "ノートパソコン スタンド"),
+    ("ko1", "원목 책상"),
+]
+CATALOG = CHAIRS + SCRIPTS
+TEXT_PROFILE = Profile.from_dict({"name": "lex_text", "retrievers": [{"kind": "lexical", "weight": 0.5},
+                                                                      {"kind": "text_knn", "weight": 0.5, "k": 100}],
+                                  "fusion": {"normalization": "min_max", "combination": "arithmetic_mean"},
+                                  "verbose_query_words": 9})
+
+
+@pytest.fixture(scope="module")
+def catalog(os_client, request):
+    import uuid
+
+    name = f"hostile-q-{uuid.uuid4().hex[:8]}"
+    os_client.indices.create(index=name, body=mappings.product_index_body(DIMS))
+    tk = Tokenizer()
+    rng = np.random.default_rng(5)
+    for pid, title in CATALOG:
+        vec = _unit_near(rng)
+        doc = {F.ID: pid, F.TITLE: tk.field_text(title), F.TITLE_RAW: title, F.TEXT_VECTOR: vec, F.FUSED_VECTOR: vec}
+        if pid.startswith("c"):
+            doc[F.BRAND] = "ikea"
+        os_client.index(index=name, id=pid, body=doc)
+    os_client.indices.refresh(index=name)
+    request.addfinalizer(lambda: os_client.indices.delete(index=name, ignore_unavailable=True))
+    return name
+
+
+@pytest.fixture(scope="module")
+def caps(os_client, catalog):
+    return detect_fusion(os_client, catalog)
+
+
+def _searcher(os_client, catalog, caps, mode: str, profile: Profile = TEXT_PROFILE) -> Searcher:
+    return Searcher(os_client, profile.with_(fusion=replace(profile.fusion, mode=mode)), index=catalog,
+                    capabilities=caps)
+
+
+def _request(text="餐椅", **kw) -> SearchRequest:
+    return SearchRequest(text=text, vectors=QueryVectors(text=tuple(QUERY)), **kw)
+
+
+# --- item 7: paging past the last result ------------------------------------------------------
+@pytest.mark.parametrize("mode", ["server", "client"])
+def test_paging_past_the_last_hybrid_result_gives_an_empty_page(os_client, catalog, caps, mode):
+    s = _searcher(os_client, catalog, caps, mode)
+    first = s.search(_request(size=10))
+    assert first.fusion_path == mode
+    total = first.total
+    assert total == len(CATALOG)       # the k-NN retriever finds every product
+    last = s.search(_request(offset=total - 3, size=10))
+    assert len(last.hits) == 3 and last.total == total
+    for offset in (total, total + 1, total + 250):
+        past = s.search(_request(offset=offset, size=10))
+        assert past.hits == () and past.total == total, (mode, offset)
+        assert past.fusion_path == mode
+
+
+def test_paging_past_the_end_keeps_facets_and_the_total(os_client, catalog, caps):
+    s = _searcher(os_client, catalog, caps, "server")
+    past = s.search(_request(offset=500, size=10, facets=("brand",)))
+    assert past.hits == () and past.total == len(CATALOG)
+    assert [(b.value, b.count) for b in past.facets.brand] == [("ikea", len(CHAIRS))]
+
+
+def test_an_engine_error_keeps_its_root_cause(os_client, catalog, caps):
+    """A shard failure's own reason (the part that says what to do) reaches the SearchError."""
+    from opensearchpy.exceptions import RequestError
+
+    body = {"query": {"hybrid": {"queries": [{"match_all": {}}, {"match_all": {}}], "pagination_depth": 5}},
+            "from": 100, "size": 10}
+    s = _searcher(os_client, catalog, caps, "server")
+    s._ensure_pipeline(s.prepare(_request()))
+    pipeline = s.prepare(_request()).pipeline.name
+    with pytest.raises(RequestError) as info:
+        os_client.search(index=catalog, body=body, params={"search_pipeline": pipeline})
+    msg = _engine_message(info.value)
+    assert "search_phase_execution_exception" in msg
+    assert "pagination_depth" in msg, msg
+
+
+@pytest.mark.parametrize("mode", ["server", "client"])
+def test_a_search_error_names_the_engines_cause(os_client, catalog, caps, mode):
+    """A query vector of the wrong dimension: the error says so, not only "all shards failed"."""
+    s = _searcher(os_client, catalog, caps, mode)
+    with pytest.raises(SearchError) as info:
+        s.search(SearchRequest(text="餐椅", vectors=QueryVectors(text=tuple(QUERY[:16]))))
+    assert "dimension" in str(info.value).lower(), str(info.value)
