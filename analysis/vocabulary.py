@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -42,7 +43,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from mappings import fields
 
-from .normalize import fold_key, has_cjk, normalize_text
+from .normalize import fold_key, has_cjk, is_cjk, normalize_text
 
 __all__ = ["AliasTable", "AliasError", "Mention", "Mentions", "Vocabulary", "normalize_brand",
            "category_leaf_name", "category_parent", "category_ancestors", "BRAND_MENTION", "CATEGORY_MENTION"]
@@ -53,6 +54,20 @@ CATEGORY_MENTION = "category"
 
 _ASCII_ALNUM = re.compile(r"[a-z0-9]")
 _JOINERS = re.compile(r"[\s\-_.'·]+")
+
+
+# scripts written without spaces between words: a surface needs no word boundary there
+_UNSPACED = ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF))
+
+
+def _in_spaced_word(ch: str) -> bool:
+    """A letter, digit or mark of a script that separates words with spaces (Latin, Cyrillic,
+    Arabic, Hangul ...): a surface must not start or end inside such a word (``lg`` is not in
+    ``algorithm``, ``лг`` not in ``алгоритм``)."""
+    if not (ch.isalnum() or unicodedata.category(ch)[0] == "M") or is_cjk(ch):
+        return False
+    cp = ord(ch)
+    return not any(lo <= cp <= hi for lo, hi in _UNSPACED)
 
 
 class AliasError(ValueError):
@@ -332,9 +347,10 @@ class Vocabulary:
         """Brands and categories mentioned in ``text``, longest match first.
 
         Matching is on the normalized text, so Chinese and English spellings,
-        full-width and upper-case forms are all found.  A Latin surface must sit
-        on word boundaries (``lg`` is not found inside ``algorithm``); Chinese
-        surfaces need none, since Chinese is written without spaces.
+        full-width and upper-case forms are all found.  A surface in a script written
+        with spaces must sit on word boundaries (``lg`` is not found inside
+        ``algorithm``); Chinese and Japanese surfaces need none, since those
+        languages are written without spaces.
         """
         norm = normalize_text(text)
         spans: list[Mention] = []
@@ -363,9 +379,9 @@ class Vocabulary:
 
     @staticmethod
     def _bounded(text: str, start: int, end: int) -> bool:
-        if _ASCII_ALNUM.match(text[start]) and start > 0 and _ASCII_ALNUM.match(text[start - 1]):
+        if _in_spaced_word(text[start]) and start > 0 and _in_spaced_word(text[start - 1]):
             return False
-        if _ASCII_ALNUM.match(text[end - 1]) and end < len(text) and _ASCII_ALNUM.match(text[end]):
+        if _in_spaced_word(text[end - 1]) and end < len(text) and _in_spaced_word(text[end]):
             return False
         return True
 

@@ -127,3 +127,24 @@ def test_a_search_error_names_the_engines_cause(os_client, catalog, caps, mode):
     with pytest.raises(SearchError) as info:
         s.search(SearchRequest(text="餐椅", vectors=QueryVectors(text=tuple(QUERY[:16]))))
     assert "dimension" in str(info.value).lower(), str(info.value)
+
+
+# --- item 8: scripts other than Chinese and Latin ------------------------------------------------
+def test_a_cyrillic_query_counts_two_words_and_finds_the_cyrillic_title(os_client, catalog, caps):
+    s = Searcher(os_client, "hybrid_minmax", index=catalog, capabilities=caps)
+    res = s.search(_request("кровать белая"))
+    assert res.understanding.tokens == ("кровать", "белая")
+    assert "text_knn" in res.retrievers                       # the long-query rule did not fire
+    assert not any("-word query" in n for n in res.notes)
+    assert res.hits and res.hits[0].id == "ru1"
+    lexical = Searcher(os_client, "bm25", index=catalog).search(SearchRequest(text="КРОВАТЬ"))
+    assert [h.id for h in lexical.hits] == ["ru1"]            # a word, not its letters, matches
+
+
+@pytest.mark.parametrize("text, want", [
+    ("стол", "ru2"), ("שולחן", "he1"), ("خشب", "ar1"), ("ソファベッド", "ja1"), ("タワー", "ja1"),
+    ("ノートパソコン", "ja2"), ("책상", "ko1"),
+])
+def test_bm25_finds_words_of_each_script(os_client, catalog, text, want):
+    res = Searcher(os_client, "bm25", index=catalog).search(SearchRequest(text=text))
+    assert [h.id for h in res.hits] == [want], (text, [h.title for h in res.hits])
