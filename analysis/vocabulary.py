@@ -2,9 +2,9 @@
 
 A query like ``雅诗兰黛 小棕瓶`` or ``estee lauder serum`` names a brand the index
 stores as one keyword; ``红色 椅子`` names a category the index stores as a path
-``家居>家具>椅子``.  The vocabulary knows both lists (read from the index's own
-facets, so it never drifts from the data) plus the spellings people actually
-type, from an alias file.
+``家居>家具>椅子``.  The vocabulary knows both lists (handed in; the searcher and
+ingest read them from the index's own facets, so they never drift from the data)
+plus the spellings people actually type, from an alias file.
 
 Alias file (JSON, UTF-8)::
 
@@ -39,7 +39,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from mappings import fields
 
@@ -234,9 +234,9 @@ def _acceptable(surface: str, *, explicit: bool, kind: str) -> bool:
 class Vocabulary:
     """Known brands and category paths, and every spelling that names them.
 
-    Build it from lists (tests, ingest) or from the index's own facets with
-    :meth:`from_index`; :meth:`refreshed` re-reads the index.  Instances are
-    immutable, so a searcher can swap in a refreshed one atomically.
+    Built from plain lists: the index's own facets are read at the cluster edge
+    (:func:`engine.vocabulary.read_vocabulary`), so this module does no I/O.
+    Instances are immutable, so a searcher can swap in a re-read one atomically.
 
     Values (what :meth:`find` returns and the query builder puts in ``term``
     queries) are the strings as indexed; only the surfaces they are recognized
@@ -298,23 +298,6 @@ class Vocabulary:
                 add(v, CATEGORY_MENTION, targets, True)
         self._table = {s: frozenset(v) for s, v in table.items() if v}
         self._lengths = sorted({len(s) for s in self._table}, reverse=True)
-
-    # --- construction from the index -------------------------------------------------
-    @classmethod
-    def from_index(cls, client: Any, index: str, aliases: AliasTable | None = None,
-                   *, page_size: int = 1000) -> "Vocabulary":
-        """Read every brand and category path from the index's keyword fields.
-
-        Uses composite aggregations, paged, so no term is silently cut off by a
-        ``terms`` size limit.  An empty index gives an empty vocabulary.
-        """
-        return cls(brands=_all_terms(client, index, fields.BRAND, page_size),
-                   category_paths=_all_terms(client, index, fields.CATEGORY_PATH, page_size),
-                   aliases=aliases)
-
-    def refreshed(self, client: Any, index: str) -> "Vocabulary":
-        """A new vocabulary re-read from the index, with the same aliases."""
-        return type(self).from_index(client, index, self.aliases)
 
     # --- use ---------------------------------------------------------------------------
     def words(self) -> list[str]:
@@ -391,18 +374,3 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary(brands={len(self.brands)}, categories={len(self.category_paths)})"
 
-
-def _all_terms(client: Any, index: str, field_name: str, page_size: int) -> Iterator[str]:
-    after = None
-    while True:
-        comp: dict[str, Any] = {"size": page_size, "sources": [{"v": {"terms": {"field": field_name}}}]}
-        if after:
-            comp["after"] = after
-        resp = client.search(index=index, body={"size": 0, "aggs": {"terms": {"composite": comp}}})
-        agg = (resp.get("aggregations") or {}).get("terms") or {}
-        buckets = agg.get("buckets") or []
-        for b in buckets:
-            yield str(b["key"]["v"])
-        after = agg.get("after_key")
-        if not buckets or not after or len(buckets) < page_size:
-            return

@@ -38,6 +38,7 @@ from opensearchpy.exceptions import TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
 from engine.client import redact_urls
+from engine.vocabulary import read_vocabulary
 from mappings import fields as F
 
 from .bulk import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS, BulkOp, BulkOutcome, BulkWriter, get_refresh_interval,
@@ -287,7 +288,7 @@ class Ingestor:
         aliases = self.o.aliases
         index_vocab = None
         if index_existed and self.client is not None:
-            index_vocab = Vocabulary.from_index(self.client, self.o.index)
+            index_vocab = read_vocabulary(self.client, self.o.index)
         brands = {normalize_brand(b, aliases) for b in sv.brands}
         vocab = build_vocabulary(brands, sv.category_paths, aliases, index_vocab)
         return Tokenizer(vocab.words()).warm_up(), vocab

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary
+from engine.vocabulary import read_vocabulary
 from mappings import fields
 
 from .build import BuiltSearch, build_search
@@ -136,7 +137,7 @@ class Searcher:
     def refresh_vocabulary(self) -> Vocabulary:
         """Re-read brands and categories from the index (e.g. after an ingest)."""
         try:
-            vocab = Vocabulary.from_index(self.client, self.index, self.aliases)
+            vocab = read_vocabulary(self.client, self.index, self.aliases)
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
         except (OpenSearchException, TransportError) as exc:

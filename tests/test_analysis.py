@@ -245,3 +245,25 @@ def test_vocabulary_words_feed_the_tokenizer(vocab):
     words = vocab.words()
     assert "sk-ii" in words and "雅诗兰黛" in words and "estee lauder" not in words
     assert Tokenizer(words).tokens("sk2神仙水") == ["sk2", "神仙水"]
+
+
+def test_analysis_does_no_cluster_io():
+    """analysis/ sits at the bottom: it imports no client and no higher layer, and the vocabulary
+    is handed in (read at the cluster edge by engine.vocabulary)."""
+    import ast
+    from pathlib import Path
+
+    import analysis
+
+    higher = ("opensearchpy", "engine", "query_builder", "plugin_ingest", "evaluation", "cmsearch", "requests",
+              "urllib", "http", "socket")
+    for path in sorted(Path(analysis.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not [n for n in names if n.split(".")[0] in higher], (path.name, names)
+            if isinstance(node, ast.arg):
+                assert node.arg != "client", (path.name, node.lineno)
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("msearch", "transport", "indices"), (path.name, node.lineno)
+    assert not hasattr(Vocabulary, "from_index") and not hasattr(Vocabulary, "refreshed")
