@@ -74,6 +74,8 @@ def is_pseudonym(value: str) -> bool:
 
 def _is_ip(value: str) -> bool:
     text = value.strip()
+    if not any(ch.isdigit() for ch in text):            # "::" alone is an address, but not one to look for
+        return False
     if text.startswith("[") and "]" in text:           # [2001:db8::1]:443
         text = text[1:text.index("]")]
     elif text.count(":") == 1 and "." in text:          # 203.0.113.7:8080
