@@ -110,11 +110,11 @@ def test_an_engine_error_keeps_its_root_cause(os_client, catalog, caps):
 
     body = {"query": {"hybrid": {"queries": [{"match_all": {}}, {"match_all": {}}], "pagination_depth": 5}},
             "from": 100, "size": 10}
-    s = _searcher(os_client, catalog, caps, "server")
-    s._ensure_pipeline(s.prepare(_request()))
-    pipeline = s.prepare(_request()).pipeline.name
+    built = _searcher(os_client, catalog, caps, "server").prepare(_request())
+    p = built.pipeline
+    os_client.transport.perform_request("PUT", f"/_search/pipeline/{p.name}", body=p.body)
     with pytest.raises(RequestError) as info:
-        os_client.search(index=catalog, body=body, params={"search_pipeline": pipeline})
+        os_client.search(index=catalog, body=body, params=built.params())
     msg = _engine_message(info.value)
     assert "search_phase_execution_exception" in msg
     assert "pagination_depth" in msg, msg
