@@ -11,6 +11,17 @@ jieba's main dictionary costs about a second, so it happens lazily on first use
 and only once per process: every Tokenizer starts from a copy of the same base
 prefix dictionary, then adds its own user words (brands, category names,
 multi-word terms like ``sk-ii``) with a frequency high enough to keep them whole.
+
+jieba only segments Han characters and Latin words; every other letter it emits
+as a word of its own, which would make ``кровать белая`` twelve words, trip the
+long-query rule and leave the whitespace analyzer matching single letters.  So
+each space-free chunk is first cut into script runs: Han, Latin, digits and
+punctuation go to jieba as before; a run of letters of any other script
+(Cyrillic, Greek, Hebrew, Arabic, Hangul, Devanagari ..., hiragana and katakana
+each on their own) is one word, with its combining marks and inner hyphens or
+apostrophes.  Scripts written without spaces and without a dictionary here
+(Thai, long kana phrases) therefore give whole runs, not words: a query must
+repeat the run to match it lexically, and the dense retrievers carry the rest.
 """
 from __future__ import annotations
 
@@ -18,11 +29,12 @@ import logging
 import re
 import threading
 import unicodedata
+from functools import lru_cache
 from typing import Iterable
 
 import jieba
 
-from .normalize import has_cjk, normalize_text
+from .normalize import has_cjk, is_cjk, normalize_text
 
 __all__ = ["Tokenizer"]
 
@@ -30,6 +42,10 @@ __all__ = ["Tokenizer"]
 # a library must not print to a user's stderr.
 logging.getLogger("jieba").setLevel(logging.WARNING)
 jieba.setLogLevel(logging.WARNING)
+
+# raised whenever a change to the rules below makes the same text give other tokens: ingest
+# records it in every product's text hash, so a re-run rewrites the text fields it changed
+SEGMENTATION_VERSION = 2
 
 _base_lock = threading.Lock()
 _base: tuple[dict[str, int], int] | None = None
@@ -42,6 +58,71 @@ _INNER_JOINERS = set(".-_'&")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 # joiners allowed at the end of one: c++, c#
 _TRAILING_JOINERS = set("+#")
+
+
+# any character outside ASCII/Latin, general punctuation, CJK punctuation, Han and the
+# full-width forms: only chunks holding one need the script split (a fast path for the rest)
+_OTHER_SCRIPT = re.compile("[^\u0000-\u02ff\u2000-\u206f\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff"
+                           "\uf900-\ufaff\uff00-\uffef]")
+# characters kept inside a run of one script when letters of that script stand on both sides:
+# hyphen, apostrophes, Hebrew geresh and gershayim (צה״ל)
+_RUN_JOINERS = frozenset("-'\u2019\u05f3\u05f4")
+_MARK = "mark"  # a combining mark, a prolonged-sound mark: belongs to the run before it
+
+
+@lru_cache(maxsize=8192)
+def _script_of(ch: str) -> str | None:
+    """The script of a letter jieba cannot segment; None for what jieba handles (Han, Latin,
+    ASCII digits, punctuation, symbols); :data:`_MARK` for a character that joins the run before it.
+
+    The script is the first word of the character's Unicode name (``CYRILLIC SMALL LETTER A``),
+    which the standard library has and which is stable across Unicode versions.
+    """
+    if is_cjk(ch):
+        return None
+    cat = unicodedata.category(ch)
+    if cat[0] == "M" or ch == "\u30fc":        # marks; ー (KATAKANA-HIRAGANA PROLONGED SOUND MARK)
+        return _MARK
+    if cat[0] not in "LN":
+        return None
+    if ch.isascii():
+        return None
+    first = unicodedata.name(ch, "").split(" ", 1)[0]
+    if not first or first in ("LATIN", "CJK", "IDEOGRAPHIC", "FULLWIDTH", "HALFWIDTH", "MODIFIER"):
+        return None
+    if cat == "Nd":                              # a non-ASCII digit (٣): part of the run it sits in
+        return _MARK
+    return first.split("-", 1)[0]
+
+
+def _script_runs(chunk: str) -> list[tuple[str, bool]]:
+    """``chunk`` (no spaces) cut into ``(piece, is_word)``: ``is_word`` pieces are whole words of
+    a script jieba cannot segment; the other pieces go to jieba."""
+    if not _OTHER_SCRIPT.search(chunk):
+        return [(chunk, False)]
+    out: list[tuple[str, bool]] = []
+    buf: list[str] = []
+    script: str | None = None                    # script of the run in buf (None: a jieba piece)
+    n = len(chunk)
+    for i, ch in enumerate(chunk):
+        s = _script_of(ch)
+        if s == _MARK and buf:
+            buf.append(ch)
+            continue
+        if s is None and script is not None and ch in _RUN_JOINERS and i + 1 < n \
+                and _script_of(chunk[i + 1]) == script:
+            buf.append(ch)                       # a joiner inside a word of that script
+            continue
+        if s == _MARK:
+            s = None
+        if s != script and buf:
+            out.append(("".join(buf), script is not None))
+            buf = []
+        script = s
+        buf.append(ch)
+    if buf:
+        out.append(("".join(buf), script is not None))
+    return out
 
 
 def _base_dictionary() -> tuple[dict[str, int], int]:
@@ -146,6 +227,11 @@ class Tokenizer:
     def user_words(self) -> tuple[str, ...]:
         return self._user_words
 
+    @property
+    def version(self) -> int:
+        """The segmentation rules' version (:data:`SEGMENTATION_VERSION`)."""
+        return SEGMENTATION_VERSION
+
     def with_words(self, more: Iterable[str]) -> "Tokenizer":
         """A new Tokenizer with these user words added (this one is unchanged)."""
         return Tokenizer((*self._user_words, *more), hmm=self.hmm)
@@ -191,7 +277,13 @@ class Tokenizer:
         tk = self._engine()
         out: list[str] = []
         for chunk in norm.split(" "):
-            pieces = _merge_latin(list(tk.cut(chunk, HMM=self.hmm)))
+            pieces = []
+            for piece, whole in _script_runs(chunk):
+                if whole:
+                    pieces.append(piece)
+                else:
+                    pieces.extend(tk.cut(piece, HMM=self.hmm))
+            pieces = _merge_latin(pieces)
             for p in pieces:
                 if not _is_word(p):
                     continue

@@ -2,9 +2,9 @@
 
 A query like ``雅诗兰黛 小棕瓶`` or ``estee lauder serum`` names a brand the index
 stores as one keyword; ``红色 椅子`` names a category the index stores as a path
-``家居>家具>椅子``.  The vocabulary knows both lists (read from the index's own
-facets, so it never drifts from the data) plus the spellings people actually
-type, from an alias file.
+``家居>家具>椅子``.  The vocabulary knows both lists (handed in; the searcher and
+ingest read them from the index's own facets, so they never drift from the data)
+plus the spellings people actually type, from an alias file.
 
 Alias file (JSON, UTF-8)::
 
@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from mappings import fields
 
-from .normalize import fold_key, has_cjk, normalize_text
+from .normalize import fold_key, has_cjk, is_cjk, normalize_text
 
 __all__ = ["AliasTable", "AliasError", "Mention", "Mentions", "Vocabulary", "normalize_brand",
            "category_leaf_name", "category_parent", "category_ancestors", "BRAND_MENTION", "CATEGORY_MENTION"]
@@ -53,6 +54,20 @@ CATEGORY_MENTION = "category"
 
 _ASCII_ALNUM = re.compile(r"[a-z0-9]")
 _JOINERS = re.compile(r"[\s\-_.'·]+")
+
+
+# scripts written without spaces between words: a surface needs no word boundary there
+_UNSPACED = ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF))
+
+
+def _in_spaced_word(ch: str) -> bool:
+    """A letter, digit or mark of a script that separates words with spaces (Latin, Cyrillic,
+    Arabic, Hangul ...): a surface must not start or end inside such a word (``lg`` is not in
+    ``algorithm``, ``лг`` not in ``алгоритм``)."""
+    if not (ch.isalnum() or unicodedata.category(ch)[0] == "M") or is_cjk(ch):
+        return False
+    cp = ord(ch)
+    return not any(lo <= cp <= hi for lo, hi in _UNSPACED)
 
 
 class AliasError(ValueError):
@@ -219,9 +234,9 @@ def _acceptable(surface: str, *, explicit: bool, kind: str) -> bool:
 class Vocabulary:
     """Known brands and category paths, and every spelling that names them.
 
-    Build it from lists (tests, ingest) or from the index's own facets with
-    :meth:`from_index`; :meth:`refreshed` re-reads the index.  Instances are
-    immutable, so a searcher can swap in a refreshed one atomically.
+    Built from plain lists: the index's own facets are read at the cluster edge
+    (:func:`engine.vocabulary.read_vocabulary`), so this module does no I/O.
+    Instances are immutable, so a searcher can swap in a re-read one atomically.
 
     Values (what :meth:`find` returns and the query builder puts in ``term``
     queries) are the strings as indexed; only the surfaces they are recognized
@@ -284,23 +299,6 @@ class Vocabulary:
         self._table = {s: frozenset(v) for s, v in table.items() if v}
         self._lengths = sorted({len(s) for s in self._table}, reverse=True)
 
-    # --- construction from the index -------------------------------------------------
-    @classmethod
-    def from_index(cls, client: Any, index: str, aliases: AliasTable | None = None,
-                   *, page_size: int = 1000) -> "Vocabulary":
-        """Read every brand and category path from the index's keyword fields.
-
-        Uses composite aggregations, paged, so no term is silently cut off by a
-        ``terms`` size limit.  An empty index gives an empty vocabulary.
-        """
-        return cls(brands=_all_terms(client, index, fields.BRAND, page_size),
-                   category_paths=_all_terms(client, index, fields.CATEGORY_PATH, page_size),
-                   aliases=aliases)
-
-    def refreshed(self, client: Any, index: str) -> "Vocabulary":
-        """A new vocabulary re-read from the index, with the same aliases."""
-        return type(self).from_index(client, index, self.aliases)
-
     # --- use ---------------------------------------------------------------------------
     def words(self) -> list[str]:
         """Surfaces to keep whole in segmentation (user words for :class:`analysis.Tokenizer`)."""
@@ -332,9 +330,10 @@ class Vocabulary:
         """Brands and categories mentioned in ``text``, longest match first.
 
         Matching is on the normalized text, so Chinese and English spellings,
-        full-width and upper-case forms are all found.  A Latin surface must sit
-        on word boundaries (``lg`` is not found inside ``algorithm``); Chinese
-        surfaces need none, since Chinese is written without spaces.
+        full-width and upper-case forms are all found.  A surface in a script written
+        with spaces must sit on word boundaries (``lg`` is not found inside
+        ``algorithm``); Chinese and Japanese surfaces need none, since those
+        languages are written without spaces.
         """
         norm = normalize_text(text)
         spans: list[Mention] = []
@@ -363,9 +362,9 @@ class Vocabulary:
 
     @staticmethod
     def _bounded(text: str, start: int, end: int) -> bool:
-        if _ASCII_ALNUM.match(text[start]) and start > 0 and _ASCII_ALNUM.match(text[start - 1]):
+        if _in_spaced_word(text[start]) and start > 0 and _in_spaced_word(text[start - 1]):
             return False
-        if _ASCII_ALNUM.match(text[end - 1]) and end < len(text) and _ASCII_ALNUM.match(text[end]):
+        if _in_spaced_word(text[end - 1]) and end < len(text) and _in_spaced_word(text[end]):
             return False
         return True
 
@@ -375,18 +374,3 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"Vocabulary(brands={len(self.brands)}, categories={len(self.category_paths)})"
 
-
-def _all_terms(client: Any, index: str, field_name: str, page_size: int) -> Iterator[str]:
-    after = None
-    while True:
-        comp: dict[str, Any] = {"size": page_size, "sources": [{"v": {"terms": {"field": field_name}}}]}
-        if after:
-            comp["after"] = after
-        resp = client.search(index=index, body={"size": 0, "aggs": {"terms": {"composite": comp}}})
-        agg = (resp.get("aggregations") or {}).get("terms") or {}
-        buckets = agg.get("buckets") or []
-        for b in buckets:
-            yield str(b["key"]["v"])
-        after = agg.get("after_key")
-        if not buckets or not after or len(buckets) < page_size:
-            return

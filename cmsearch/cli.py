@@ -6,6 +6,7 @@ import click
 from . import cmd_engine, cmd_index, cmd_models
 from . import cmd_ingest
 from . import cmd_eval
+from . import cmd_events
 from . import cmd_search
 from . import cmd_demo
 from . import cmd_train
@@ -26,7 +27,7 @@ cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)
-cli.add_command(cmd_eval.events_group)
+cli.add_command(cmd_events.events)
 cli.add_command(cmd_train.train)
 
 

@@ -1,5 +1,4 @@
-"""`cmsearch eval`, `cmsearch tune`, `cmsearch judgments from-events`, `cmsearch events load`: thin shells
-over :mod:`evaluation`."""
+"""`cmsearch eval`, `cmsearch tune`, `cmsearch judgments from-events`: thin shells over :mod:`evaluation`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -221,26 +220,3 @@ def from_events(conn, events_index, events_file, out_dir, srw_file, name, max_ra
     if srw_file:
         write_srw(js, srw_file, description=f"COEC judgments from {events_index or events_file}")
         click.echo(f"wrote {srw_file}")
-
-
-@click.group("events")
-def events_group() -> None:
-    """User-behaviour events (searches, impressions, clicks)."""
-
-
-@events_group.command("load")
-@click.argument("events_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--index", "index_name", default=ev.DEFAULT_INDEX, show_default=True, help="Events index.")
-@connection_options
-def load_events(conn, events_file, index_name):
-    """Validate EVENTS_FILE (JSON lines, see evaluation/events.py) and add it to the events index."""
-    try:
-        events = ev.read_events(events_file)
-        n = ev.write_events(conn.client(), events, index_name)
-    except ev.EventError as exc:
-        raise click.UsageError(str(exc)) from None
-    except (IndexMismatch, BulkWriteError) as exc:
-        raise click.ClickException(conn.redact(str(exc))) from None
-    except (OpenSearchException, TransportError, OSError) as exc:
-        raise fail(conn, exc) from None
-    click.echo(f"added {n} events to {index_name}")

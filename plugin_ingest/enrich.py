@@ -131,7 +131,7 @@ class Enricher:
         self.vector_identity = vector_identity
         self.text_fields = tuple(text_fields)
         self.text_identity = _digest({"version": ENRICH_VERSION, "words": list(tokenizer.user_words),
-                                      "hmm": tokenizer.hmm,
+                                      "hmm": tokenizer.hmm, "segmentation": tokenizer.version,
                                       "aliases": aliases.to_dict() if aliases is not None else None})
 
     # -- pieces --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
+from engine.vocabulary import read_vocabulary
 
 from .enrich import build_vocabulary
 from .load_options import IngestError, IngestOptions
@@ -63,7 +64,7 @@ def force_merge(client: OpenSearch, index: str, times: StageTimes, notes: list[s
 def load_tokenizer(sv: Survey, aliases: AliasTable | None, client: OpenSearch | None, index: str,
                    index_existed: bool) -> Tokenizer:
     """A tokenizer whose dictionary holds every brand and category of the catalog (and of the index)."""
-    index_vocab = Vocabulary.from_index(client, index) if index_existed and client is not None else None
+    index_vocab = read_vocabulary(client, index) if index_existed and client is not None else None
     brands = {normalize_brand(b, aliases) for b in sv.brands}
     vocab = build_vocabulary(brands, sv.category_paths, aliases, index_vocab)
     return Tokenizer(vocab.words()).warm_up()

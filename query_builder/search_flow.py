@@ -28,9 +28,10 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary
+from engine.vocabulary import vocabulary_searches
 from mappings import fields
 
 from . import calls
@@ -50,21 +51,56 @@ from .understand import understand
 
 __all__ = ["SearchError", "SearcherCore", "nested_shortfall", "engine_message"]
 
-VOCABULARY_PAGE = 1000
-
-
 class SearchError(RuntimeError):
     """The engine refused or failed the search; the message says what it answered."""
 
 
 def engine_message(exc: Exception) -> str:
+    """What the engine said, with every distinct cause it gave (the root cause often says what to do)."""
     info = getattr(exc, "info", None)
     if isinstance(info, Mapping):
         err = info.get("error")
         if isinstance(err, Mapping):
-            root = (err.get("root_cause") or [{}])[0]
-            return f"{err.get('type', '')}: {root.get('reason') or err.get('reason') or ''}".strip(": ")
+            return _error_text(err)
+        if isinstance(err, str) and err:
+            return err
     return str(getattr(exc, "error", "") or exc)
+
+
+def _error_text(err: Mapping[str, Any]) -> str:
+    """``type: reason`` of an engine error, then ``caused by`` each distinct deeper reason.
+
+    A search phase failure says only "The phase has failed" or "all shards failed" at the
+    top; the reason that names the problem sits in ``root_cause``, ``failed_shards`` or the
+    ``caused_by`` chain.
+    """
+    parts: list[str] = []
+
+    def add(e: Any) -> None:
+        if not isinstance(e, Mapping):
+            return
+        text = f"{e.get('type', '')}: {e.get('reason') or ''}".strip(": ")
+        if text and text not in parts:
+            parts.append(text)
+
+    def walk(e: Any) -> None:
+        if not isinstance(e, Mapping):
+            return
+        add(e)
+        for root in e.get("root_cause") or ():
+            walk(root)
+        for shard in e.get("failed_shards") or ():
+            if isinstance(shard, Mapping):
+                walk(shard.get("reason"))
+        walk(e.get("caused_by"))
+
+    walk(err)
+    return "; caused by ".join(parts)
+
+
+def _past_the_end(exc: Exception) -> bool:
+    """The hybrid query refused a ``from`` beyond its last result (neural-search's wording)."""
+    return "Reached end of search result" in engine_message(exc)
 
 
 class SearcherCore:
@@ -188,14 +224,17 @@ class SearcherCore:
     def _vocabulary_flow(self) -> Flow[Vocabulary]:
         """Every brand and category path of the index, by paged composite aggregations (no
         ``terms`` size limit cuts a term off); an empty index gives an empty vocabulary."""
+        searches = vocabulary_searches(self.aliases)
         try:
-            brands = yield from _all_terms(self.index, fields.BRAND)
-            paths = yield from _all_terms(self.index, fields.CATEGORY_PATH)
+            body = next(searches)
+            while True:
+                body = searches.send((yield calls.search(self.index, body)))
+        except StopIteration as done:
+            return done.value
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the vocabulary of {self.index!r} failed: {engine_message(exc)}") from None
-        return Vocabulary(brands=brands, category_paths=paths, aliases=self.aliases)
 
     def _space_flow(self) -> Flow[tuple[tuple[float, float], str | None]]:
         try:
@@ -256,7 +295,16 @@ class SearcherCore:
             yield from self._ensure_pipeline(built)
             if caps is None or not caps.pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
-        resp = yield calls.search(self.index, body, built.params())
+        try:
+            resp = yield calls.search(self.index, body, built.params())
+        except RequestError as exc:
+            if path != "server" or not built.offset or not _past_the_end(exc):
+                raise
+            # the page starts after the last result: an empty page, with the total and facets
+            # of the whole result set from the same query's first hit (a hybrid query asked for
+            # size 0 can fail in the normalization processor: fetch phase 0 docs vs query phase n)
+            resp = yield calls.search(self.index, {**body, "from": 0, "size": 1}, built.params())
+            return [], _total(resp), parse_facets(resp.get("aggregations"))
         raw = [dict(h) for h in resp["hits"]["hits"]]
         if path == "server":
             yield from self._attach_best_images(built, raw)
@@ -330,22 +378,6 @@ class SearcherCore:
             subs[i] = resp
 
 
-def _all_terms(index: str, field_name: str, page_size: int = VOCABULARY_PAGE) -> Flow[list[str]]:
-    out: list[str] = []
-    after = None
-    while True:
-        comp: dict[str, Any] = {"size": page_size, "sources": [{"v": {"terms": {"field": field_name}}}]}
-        if after:
-            comp["after"] = after
-        resp = yield calls.search(index, {"size": 0, "aggs": {"terms": {"composite": comp}}})
-        agg = (resp.get("aggregations") or {}).get("terms") or {}
-        buckets = agg.get("buckets") or []
-        out.extend(str(b["key"]["v"]) for b in buckets)
-        after = agg.get("after_key")
-        if not buckets or not after or len(buckets) < page_size:
-            return out
-
-
 def nested_shortfall(got: int, want: int, matching: int) -> bool:
     """True when a nested k-NN returned fewer products than it could have."""
     return got < want and got < matching
@@ -357,7 +389,7 @@ def _raise_for(resp: Mapping[str, Any], what: str, index: str) -> None:
     err = resp["error"]
     if isinstance(err, Mapping) and err.get("type") == "index_not_found_exception":
         raise SearchError(f"index {index!r} does not exist")
-    reason = err.get("root_cause", [{}])[0].get("reason") if isinstance(err, Mapping) else err
+    reason = _error_text(err) if isinstance(err, Mapping) else err
     raise SearchError(f"retriever {what} failed on {index!r}: {reason or err}")
 
 

@@ -97,6 +97,48 @@ def test_with_words_returns_a_new_tokenizer(tok):
     assert "超级新词汇" in more.user_words and "超级新词汇" not in tok.user_words
 
 
+@pytest.mark.parametrize("text, want", [
+    ("кровать белая", ["кровать", "белая"]),                       # Cyrillic
+    ("Кровать БЕЛАЯ двуспальная", ["кровать", "белая", "двуспальная"]),
+    ("из-за угла", ["из-за", "угла"]),                             # an inner hyphen stays
+    ("Ελληνικά λέξη", ["ελληνικά", "λέξη"]),                       # Greek
+    ("שולחן עץ", ["שולחן", "עץ"]),                                 # Hebrew
+    ("צה״ל", ["צה״ל"]),                                            # gershayim inside a word
+    ("طاولة خشب", ["طاولة", "خشب"]),                               # Arabic
+    ("كتابّ", ["كتابّ"]),                                           # with its diacritic (shadda)
+    ("원목 책상", ["원목", "책상"]),                                   # Hangul
+    ("प्रकाश दीपक", ["प्रकाश", "दीपक"]),                              # Devanagari keeps its vowel signs
+    ("ソファベッド", ["ソファベッド"]),                               # a katakana run is one word
+    ("ノートパソコン", ["ノートパソコン"]),                           # with its prolonged-sound mark
+    ("東京タワー", ["東京", "タワー"]),                               # Han to jieba, kana run beside it
+    ("白いソファ", ["白", "い", "ソファ"]),                           # hiragana and katakana apart
+    ("ｿﾌｧ", ["ソファ"]),                                           # half-width kana: NFKC first
+    ("красный t恤 3.5mm", ["красный", "t恤", "3.5mm"]),             # mixed scripts, each its own way
+    ("iPhoneкейс", ["iphone", "кейс"]),
+    ("кот- пёс!", ["кот", "пёс"]),                                 # a trailing hyphen is punctuation
+])
+def test_other_scripts_are_split_into_words_not_letters(tok, text, want):
+    assert tok.tokens(text) == want
+    # ingest writes the same words, so the whitespace analyzer meets them
+    assert tok.field_text(text).split() == want
+
+
+def test_a_two_word_cyrillic_query_counts_two_words(tok):
+    from query_builder import SearchRequest, load_profile
+    from query_builder.understand import understand
+
+    profile = load_profile("hybrid_minmax")
+    u = understand(SearchRequest(text="кровать белая"), profile, tok)
+    assert u.tokens == ("кровать", "белая")
+    assert len(u.tokens) < profile.verbose_query_words
+
+
+def test_chinese_and_latin_segment_as_before_the_script_split(tok):
+    # the fast path: a chunk with only Han, Latin, digits and punctuation goes to jieba whole
+    assert tokenize_mod._script_runs("红色椅子iphone15,3.5mm") == [("红色椅子iphone15,3.5mm", False)]
+    assert tok.tokens("【官方正品】SK-II神仙水230ml") == ["官方", "正品", "sk-ii", "神仙水", "230ml"]
+
+
 def test_jieba_logging_is_silenced(capsys):
     assert logging.getLogger("jieba").getEffectiveLevel() >= logging.WARNING
     Tokenizer(["另一个词"]).tokens("另一个词")
@@ -169,6 +211,14 @@ def test_find_mentions(vocab, text, brands, cats):
     assert m.brands == brands and m.categories == cats
 
 
+def test_mentions_in_other_scripts_sit_on_word_boundaries():
+    v = Vocabulary(brands=["лг", "ソニー"], category_paths=["мебель>кровать"])
+    assert v.find("телевизор лг").brands == ("лг",)
+    assert v.find("алгоритм").brands == ()                  # not inside a Cyrillic word
+    assert v.find("кровать белая").categories == ("мебель>кровать",)
+    assert v.find("ソニーのテレビ").brands == ("ソニー",)      # Japanese needs no spaces
+
+
 def test_mention_spans_point_into_the_normalized_text(vocab):
     m = vocab.find("买 雅诗兰黛")
     (span,) = m.spans
@@ -195,3 +245,25 @@ def test_vocabulary_words_feed_the_tokenizer(vocab):
     words = vocab.words()
     assert "sk-ii" in words and "雅诗兰黛" in words and "estee lauder" not in words
     assert Tokenizer(words).tokens("sk2神仙水") == ["sk2", "神仙水"]
+
+
+def test_analysis_does_no_cluster_io():
+    """analysis/ sits at the bottom: it imports no client and no higher layer, and the vocabulary
+    is handed in (read at the cluster edge by engine.vocabulary)."""
+    import ast
+    from pathlib import Path
+
+    import analysis
+
+    higher = ("opensearchpy", "engine", "query_builder", "plugin_ingest", "evaluation", "cmsearch", "requests",
+              "urllib", "http", "socket")
+    for path in sorted(Path(analysis.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not [n for n in names if n.split(".")[0] in higher], (path.name, names)
+            if isinstance(node, ast.arg):
+                assert node.arg != "client", (path.name, node.lineno)
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in ("msearch", "transport", "indices"), (path.name, node.lineno)
+    assert not hasattr(Vocabulary, "from_index") and not hasattr(Vocabulary, "refreshed")

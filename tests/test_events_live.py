@@ -80,7 +80,8 @@ def test_an_existing_index_with_another_mapping_is_refused(os_client, fresh_inde
 def test_cli_load_events_then_judgments_from_events(os_client, fresh_index, tmp_path, local_engine):
     from click.testing import CliRunner
 
-    from cmsearch.cmd_eval import events_group, judgments
+    from cmsearch.cmd_eval import judgments
+    from cmsearch.cmd_events import events as events_group
     from evaluation.events import write_events_file
     from evaluation.judgments import load_judgments, read_srw
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import mappings
-from analysis import AliasTable, Tokenizer, Vocabulary, category_ancestors, normalize_brand
+from analysis import AliasTable, Tokenizer, category_ancestors, normalize_brand
+from engine.vocabulary import read_vocabulary
 from mappings import VectorDims
 from mappings import fields as F
 from query_builder import (Filters, NumberRange, Profile, QueryVectors, SearchError, Searcher, SearchRequest,
@@ -156,10 +157,12 @@ def test_capabilities_are_found_by_trying(caps):
 
 
 def test_vocabulary_comes_from_the_index(os_client, catalog):
-    v = Vocabulary.from_index(os_client, catalog[0], ALIASES)
+    v = read_vocabulary(os_client, catalog[0], ALIASES)
     assert {"estee lauder", "sk-ii", "ikea", "ahc"} <= v.brands
     assert {"家居", "家居>家具", "家居>家具>椅子", "数码>配件>保护壳"} <= v.category_paths
     assert v.find("雅诗兰黛 眼霜").brands == ("estee lauder",)
+    paged = read_vocabulary(os_client, catalog[0], ALIASES, page_size=2)   # composite pages, none cut off
+    assert paged.brands == v.brands and paged.category_paths == v.category_paths
 
 
 # --- text ---------------------------------------------------------------------------------
