@@ -77,7 +77,9 @@ def _cli(*args: str, env: dict | None = None):
 
 
 def _hits(resp) -> list[tuple[str, float]]:
-    return [(h["_id"], float(h["_score"] or 0.0)) for h in resp["hits"]["hits"]]
+    from query_builder.results import hit_id
+
+    return [(hit_id(h), float(h["_score"] or 0.0)) for h in resp["hits"]["hits"]]
 
 
 def _pids(eng) -> dict[str, int | None]:
@@ -98,8 +100,9 @@ def _kill(pid: int) -> None:
         time.sleep(0.1)
 
 
-def _health(client, **kw) -> dict:
-    return client.cluster.health(**kw)
+def _health(client, index: str | None = None, **params: str) -> dict:
+    """Cluster health; ``params`` are the API's (wait_for_status, timeout ...), not the client's."""
+    return client.cluster.health(index=index, params=params, request_timeout=300)
 
 
 def _restart_after_kill(eng, name: str, old_pid: int, stranger_pid: int) -> None:
@@ -175,7 +178,7 @@ def _ingest_cmd(catalog: Path, index: str, url: str, work: Path, *extra: str) ->
 
 
 @pytest.fixture(scope="module")
-def indices(local_cluster, catalog, tmp_path_factory):
+def indices(catalog, local_cluster, tmp_path_factory):
     """(3-shard index with a replica, 1-shard reference) holding the same catalog."""
     path, ids, _ = catalog
     url = local_cluster.url()
@@ -259,19 +262,31 @@ def test_index_create_defaults_to_one_replica_on_three_nodes(local_cluster):
 
 
 # ------------------------------------------------------------------------- 3 shards answer like 1
-def _same_top10(a: list[tuple[str, float]], b: list[tuple[str, float]]) -> bool:
-    """The same top-10 scores, and the same ids up to the order of equal scores (a tie that the
-    10th place cuts may be cut differently).  Both lists are fetched deeper than 10."""
-    def close(x: float, y: float) -> bool:
-        return abs(x - y) <= 1e-4 * max(1.0, abs(x))
+def _close(x: float, y: float) -> bool:
+    return abs(x - y) <= 1e-4 * max(1.0, abs(x))
 
-    if len(a[:10]) != len(b[:10]) or not all(close(x, y) for (_, x), (_, y) in zip(a[:10], b[:10])):
+
+def _same_top10(ref: list[tuple[str, float]], got: list[tuple[str, float]]) -> bool:
+    """The same top-10 ids in the same order, up to the order of equal scores: the reference's
+    tie groups decide (a constant-score boost ties dozens of products).  A group wholly in the
+    top 10 holds the same ids in ``got``; a group the 10th place cuts holds, in ``got``, members
+    of that group tied among themselves.  Both lists are fetched deeper than 10."""
+    if len(ref[:10]) != len(got[:10]):
         return False
-    for _, s in a[:10]:
-        top_a = {i for i, x in a[:10] if close(x, s)}
-        top_b = {i for i, x in b[:10] if close(x, s)}
-        if not top_a <= {i for i, x in b if close(x, s)} or not top_b <= {i for i, x in a if close(x, s)}:
+    i = 0
+    while i < len(ref[:10]):
+        j = i
+        while j + 1 < len(ref) and _close(ref[j + 1][1], ref[i][1]):
+            j += 1
+        group, end = {d for d, _ in ref[i:j + 1]}, min(j, 9)
+        mine = got[i:end + 1]
+        if not all(_close(s, mine[0][1]) for _, s in mine):
             return False
+        if j <= 9 and {d for d, _ in mine} != group:
+            return False
+        if 9 < j < len(ref) - 1 and not {d for d, _ in mine} <= group:
+            return False        # (a group reaching the fetch depth cannot be checked for membership)
+        i = j + 1
     return True
 
 
@@ -287,16 +302,33 @@ def _recall(ref: list[tuple[str, float]], got: list[tuple[str, float]], tie_scor
     return min(1.0, found / len(ref10))
 
 
+def _profile(name: str, **changes) -> dict:
+    prof = json.loads((REPO / "query_builder" / "profiles" / f"{name}.json").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        prof[key] = {**prof.get(key, {}), **value}
+    prof["name"] = f"{name}-" + "-".join(f"{v}" for c in changes.values() for v in c.values())
+    return prof
+
+
 @pytest.mark.cluster
 @pytest.mark.models
 @pytest.mark.data
-def test_bm25_top10_identical_on_3_shards_with_dfs(local_cluster, indices, query_requests, record_property):
+@pytest.mark.parametrize("lexical_type", ["cross_fields", "most_fields"])
+def test_bm25_top10_identical_on_3_shards_with_dfs(indices, query_requests, local_cluster, lexical_type,
+                                                   record_property):
+    """With ``dfs_query_then_fetch`` the 3-shard index ranks like the 1-shard one.  Exactly so for a
+    multi_match that is not blended (most_fields: every query, equal scores).  The shipped bm25
+    profile's cross_fields blends each term's document frequency over the fields inside each
+    shard, before DFS adds the shards up, so its scores move slightly (sum of per-shard maxima is
+    not the maximum of the sums) and a near tie can swap: held to 90 % identical and reported."""
     from query_builder import Searcher
 
     three, one = indices
     client = _client(local_cluster.url())
-    searcher = Searcher(client, "bm25", index=one)
+    prof = _profile("bm25", lexical={"type": lexical_type}) if lexical_type != "cross_fields" else "bm25"
+    searcher = Searcher(client, prof, index=one)
     same_dfs = same_plain = 0
+    differ = []
     for req in query_requests:
         body = searcher.prepare(req).body()
         body["size"] = 30
@@ -304,36 +336,66 @@ def test_bm25_top10_identical_on_3_shards_with_dfs(local_cluster, indices, query
         dfs = _hits(client.search(index=three, body=body, params={"search_type": "dfs_query_then_fetch"}))
         plain = _hits(client.search(index=three, body=body))
         assert ref, f"no BM25 hits for {req.text!r}: the query set is meant to match"
-        assert _same_top10(ref, dfs), f"{req.text!r}: 1 shard {ref[:10]} vs 3 shards (dfs) {dfs[:10]}"
-        same_dfs += 1
+        if _same_top10(ref, dfs):
+            same_dfs += 1
+        else:
+            differ.append((req.text, ref[:10], dfs[:10]))
         same_plain += _same_top10(ref, plain)
-    record_property("bm25_identical_dfs", f"{same_dfs}/{len(query_requests)}")
-    record_property("bm25_identical_query_then_fetch", f"{same_plain}/{len(query_requests)}")
-    print(f"\nBM25 top-10 identical to 1 shard: dfs_query_then_fetch {same_dfs}/{len(query_requests)}, "
-          f"query_then_fetch {same_plain}/{len(query_requests)}")
+        if lexical_type != "cross_fields":
+            assert all(_close(x, y) for (_, x), (_, y) in zip(ref, dfs)), (req.text, ref[:10], dfs[:10])
+    n = len(query_requests)
+    record_property(f"bm25_{lexical_type}_identical", f"dfs {same_dfs}/{n}, query_then_fetch {same_plain}/{n}")
+    print(f"\nBM25 ({lexical_type}) top-10 identical to 1 shard: dfs_query_then_fetch {same_dfs}/{n}, "
+          f"query_then_fetch {same_plain}/{n}; differing with dfs: {[d[0] for d in differ]}")
+    if lexical_type == "cross_fields":
+        assert same_dfs >= 0.9 * n, differ
+    else:
+        assert not differ, differ[:3]
+
+
+def _recall_of(client, three: str, one: str, profile, requests, tie_score: bool) -> tuple[float, float, str]:
+    from query_builder import Searcher
+
+    ref_s, got_s = Searcher(client, profile, index=one), Searcher(client, profile, index=three)
+    recalls, path = [], ""
+    for req in requests:
+        ref, got = ref_s.search(req), got_s.search(req)
+        path = got.fusion_path
+        recalls.append(_recall([(h.id, h.score) for h in ref.hits], [(h.id, h.score) for h in got.hits], tie_score))
+    return float(np.mean(recalls)), min(recalls), path
 
 
 @pytest.mark.cluster
 @pytest.mark.models
 @pytest.mark.data
-@pytest.mark.parametrize("profile", ["dense_text", "hybrid_minmax", "hybrid_rrf"])
-def test_knn_and_hybrid_recall_on_3_shards(local_cluster, indices, query_requests, profile, record_property):
-    from query_builder import Searcher
-
+@pytest.mark.parametrize("profile,fusion_mode", [("dense_text", None), ("hybrid_minmax", "server"),
+                                                 ("hybrid_rrf", "client")])
+def test_knn_and_hybrid_recall_on_3_shards(indices, query_requests, local_cluster, profile, fusion_mode,
+                                           record_property):
     three, one = indices
-    client = _client(local_cluster.url())
-    ref_s, got_s = Searcher(client, profile, index=one), Searcher(client, profile, index=three)
-    recalls = []
-    for req in query_requests:
-        ref, got = ref_s.search(req), got_s.search(req)
-        if profile != "dense_text":
-            assert got.fusion_path == "server", got.notes   # the cluster's own hybrid query, not a fallback
-        recalls.append(_recall([(h.id, h.score) for h in ref.hits], [(h.id, h.score) for h in got.hits],
-                               tie_score=profile == "dense_text"))
-    mean = float(np.mean(recalls))
-    record_property(f"recall10_{profile}", round(mean, 4))
-    print(f"\n{profile}: recall@10 of 3 shards against 1 shard = {mean:.4f} (min {min(recalls):.2f}, "
-          f"{len(recalls)} queries)")
+    prof = _profile(profile, fusion={"mode": fusion_mode}) if fusion_mode else profile
+    mean, low, path = _recall_of(_client(local_cluster.url()), three, one, prof, query_requests,
+                                 tie_score=profile == "dense_text")
+    record_property(f"recall10_{profile}_{path}", round(mean, 4))
+    print(f"\n{profile} ({path}): recall@10 of 3 shards against 1 shard = {mean:.4f} (lowest {low:.2f}, "
+          f"{len(query_requests)} queries)")
+    assert path == ("single" if fusion_mode is None else fusion_mode)
+    assert mean >= 0.95
+
+
+@pytest.mark.cluster
+@pytest.mark.models
+@pytest.mark.data
+@pytest.mark.xfail(strict=True, reason="neural-search 2.19's score-ranker-processor ranks each sub-query within "
+                   "each shard, not over all shards (fixed upstream by neural-search#1718): server-side RRF on "
+                   "several shards is not the RRF of one shard; client-side RRF is (test above)")
+def test_server_side_rrf_recall_on_3_shards(indices, query_requests, local_cluster, record_property):
+    three, one = indices
+    mean, low, path = _recall_of(_client(local_cluster.url()), three, one, _profile("hybrid_rrf", fusion={"mode": "server"}),
+                                 query_requests, tie_score=False)
+    record_property("recall10_hybrid_rrf_server", round(mean, 4))
+    print(f"\nhybrid_rrf ({path}): recall@10 of 3 shards against 1 shard = {mean:.4f} (lowest {low:.2f})")
+    assert path == "server"
     assert mean >= 0.95
 
 
@@ -349,7 +411,7 @@ def _victim(client, index: str, entry: str) -> str:
 @pytest.mark.cluster
 @pytest.mark.models
 @pytest.mark.data
-def test_kill_9_of_a_data_node_during_ingest_loses_nothing(local_cluster, catalog, tmp_path, stranger_pid,
+def test_kill_9_of_a_data_node_during_ingest_loses_nothing(catalog, local_cluster, tmp_path, stranger_pid,
                                                             record_property):
     path, ids, _ = catalog
     entry = "node-0"
@@ -406,7 +468,7 @@ def test_kill_9_of_a_data_node_during_ingest_loses_nothing(local_cluster, catalo
 @pytest.mark.cluster
 @pytest.mark.models
 @pytest.mark.data
-def test_queries_keep_being_answered_when_a_node_is_killed(local_cluster, indices, query_requests, stranger_pid,
+def test_queries_keep_being_answered_when_a_node_is_killed(indices, query_requests, local_cluster, stranger_pid,
                                                            record_property):
     from query_builder import Searcher
 
