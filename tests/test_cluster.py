@@ -42,7 +42,8 @@ from click.testing import CliRunner
 from engine.layout import choose_layout
 
 REPO = Path(__file__).resolve().parents[1]
-N_IKEA, N_ZH = 480, 320
+N_IKEA, N_ZH = 400, 260
+N_KILL_INGEST = 320   # products of the load a node is killed in (the first ones of the catalog)
 
 
 # ------------------------------------------------------------------------- pure: index layout
@@ -59,6 +60,42 @@ def test_layout_defaults_follow_the_cluster():
         choose_layout(1, shards=0)
     with pytest.raises(ValueError, match="replicas"):
         choose_layout(1, replicas=-1)
+
+
+# ------------------------------------------------------------------------- engine state, no JVM
+def _recorded_cluster(tmp_path: Path, n: int):
+    from engine import LocalEngine
+
+    eng = LocalEngine(state_dir=tmp_path / "engine")
+    eng.cluster_dir.mkdir(parents=True)
+    (eng.cluster_dir / "cluster.json").write_text(json.dumps(
+        {"nodes": n, "cluster_name": "cmsearch-test", "transport_ports": {f"node-{i}": 9399 - i for i in range(n)}}))
+    for nd in eng.cluster_nodes():
+        nd.path.mkdir()
+        nd.ready_file.write_text("http://127.0.0.1:1\n")    # as a node killed with -9 leaves it
+        nd.pid_file.write_text("999999999")
+    return eng
+
+
+def test_a_cluster_of_another_size_than_its_data_is_refused(tmp_path):
+    from engine import EngineError
+
+    eng = _recorded_cluster(tmp_path, 3)
+    with pytest.raises(EngineError, match=r"is of a 3-node cluster: start it with `--nodes 3`, or delete"):
+        eng.start(nodes=2)
+    with pytest.raises(EngineError, match="between 1 and 9"):
+        eng.start(nodes=0)
+
+
+def test_nodes_killed_with_9_read_as_down_not_running(tmp_path):
+    from cmsearch.cli import cli
+
+    eng = _recorded_cluster(tmp_path, 3)
+    assert [(st.name, st.pid, st.url) for st in eng.node_states()] == [(f"node-{i}", None, None) for i in range(3)]
+    assert eng.pid() is None and eng.url() is None and eng.urls() == []
+    res = CliRunner().invoke(cli, ["engine", "stop"], env={"CMSEARCH_ENGINE_DIR": str(eng.state_dir)})
+    assert res.exit_code == 0 and res.output.strip() == "no local node was running", res.output
+    assert not any(nd.ready_file.exists() or nd.pid_file.exists() for nd in eng.cluster_nodes())
 
 
 # ------------------------------------------------------------------------- helpers
@@ -105,20 +142,23 @@ def _health(client, index: str | None = None, **params: str) -> dict:
     return client.cluster.health(index=index, params=params, request_timeout=300)
 
 
-def _restart_after_kill(eng, name: str, old_pid: int, stranger_pid: int) -> None:
-    """Start the cluster again the way a user would after a crash: the killed node left its pid
-    file, READY and data lock behind (the pid file here names a live stranger, as after pid
-    reuse), and `start` must bring just that node back."""
-    node = next(nd for nd in eng.cluster_nodes() if nd.name == name)
-    assert node.ready_file.exists(), "kill -9 leaves READY behind"
-    assert list((node.path / "data").rglob("node.lock")), "kill -9 leaves the data dir's node.lock behind"
-    node.pid_file.write_text(str(stranger_pid))
-    others = {k: v for k, v in _pids(eng).items() if k != name}
-    assert _pids(eng)[name] is None
+def _restart_after_kill(eng, killed: dict[str, int], stranger_pid: int) -> None:
+    """Start the cluster again the way a user would after a crash: each killed node left its pid
+    file, READY and data lock behind (the first one's pid file here names a live stranger, as
+    after pid reuse), and `start` must bring back just those nodes, with their data."""
+    for k, name in enumerate(killed):
+        node = next(nd for nd in eng.cluster_nodes() if nd.name == name)
+        assert node.ready_file.exists(), "kill -9 leaves READY behind"
+        assert list((node.path / "data").rglob("node.lock")), "kill -9 leaves the data dir's node.lock behind"
+        if k == 0:
+            node.pid_file.write_text(str(stranger_pid))
+    before = _pids(eng)
+    assert all(before[name] is None for name in killed)
     eng.start(nodes=3, exit_with_parent=True, timeout=420)
     now = _pids(eng)
-    assert now[name] not in (None, old_pid, stranger_pid)
-    assert {k: v for k, v in now.items() if k != name} == others      # the others were left alone
+    for name, old in killed.items():
+        assert now[name] not in (None, old, stranger_pid)
+    assert {k: v for k, v in now.items() if k not in killed} == {k: v for k, v in before.items() if k not in killed}
 
 
 @pytest.fixture
@@ -200,6 +240,7 @@ def indices(catalog, local_cluster, tmp_path_factory):
         assert client.count(index=name)["count"] == len(ids)
     _health(client, index=three, wait_for_status="green", timeout="120s")
     yield three, one
+    client = _client(local_cluster.url())        # the nodes' HTTP ports change when the tests restart them
     for name in (three, one):
         client.indices.delete(index=name, ignore_unavailable=True)
 
@@ -413,7 +454,11 @@ def _victim(client, index: str, entry: str) -> str:
 @pytest.mark.data
 def test_kill_9_of_a_data_node_during_ingest_loses_nothing(catalog, local_cluster, tmp_path, stranger_pid,
                                                             record_property):
-    path, ids, _ = catalog
+    full, all_ids, _ = catalog
+    path = tmp_path / "kill.jsonl"
+    path.write_text("".join(full.read_text(encoding="utf-8").splitlines(keepends=True)[:N_KILL_INGEST]),
+                    encoding="utf-8")
+    ids = all_ids[:N_KILL_INGEST]
     entry = "node-0"
     url = {st.name: st.url for st in local_cluster.node_states()}[entry]
     client = _client(url)
@@ -423,7 +468,7 @@ def test_kill_9_of_a_data_node_during_ingest_loses_nothing(catalog, local_cluste
     victim = _victim(client, index, entry)
     victim_pid = _pids(local_cluster)[victim]
     # small batches and one encoder thread: many bulk requests, so the kill lands among them
-    cmd = _ingest_cmd(path, index, url, tmp_path, "--threads", "1", "--batch-size", "16", "--bulk-docs", "40")
+    cmd = _ingest_cmd(path, index, url, tmp_path, "--threads", "1", "--batch-size", "16", "--bulk-docs", "32")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         deadline = time.monotonic() + 600
@@ -457,7 +502,14 @@ def test_kill_9_of_a_data_node_during_ingest_loses_nothing(catalog, local_cluste
     assert len(got) == len(set(got)) == len(ids)               # 0 duplicates
     assert set(got) == set(ids)                                 # 0 lost
 
-    _restart_after_kill(local_cluster, victim, victim_pid, stranger_pid)
+    # then the whole cluster crashes: the two other nodes are killed too, and one start recovers all three
+    killed = {victim: victim_pid}
+    for name, pid in _pids(local_cluster).items():
+        if pid is not None:
+            _kill(pid)
+            killed[name] = pid
+    _restart_after_kill(local_cluster, killed, stranger_pid)
+    client = _client(local_cluster.url())
     health = _health(client, wait_for_status="green", wait_for_nodes="3", timeout="240s")
     assert health["status"] == "green" and health["number_of_nodes"] == 3
     assert client.count(index=index)["count"] == len(ids)
@@ -501,31 +553,48 @@ def test_queries_keep_being_answered_when_a_node_is_killed(indices, query_reques
             with lock:
                 log.append((time.monotonic(), ok, why))
 
+    restarted: list[BaseException | None] = []
+
+    def restart() -> None:
+        try:
+            _restart_after_kill(local_cluster, {victim: victim_pid}, stranger_pid)
+            restarted.append(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            restarted.append(exc)
+
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(4)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
-    time.sleep(8)
+    time.sleep(6)
     t_kill = time.monotonic()
     _kill(victim_pid)
-    time.sleep(22)                                # the load goes on with a node down
+    time.sleep(12)                                # the load goes on with a node down ...
+    t_restart = time.monotonic()
+    back = threading.Thread(target=restart, daemon=True)
+    back.start()                                  # ... and while it comes back and its shards recover
+    back.join(timeout=420)
+    time.sleep(max(0.0, t0 + 30 - time.monotonic()))
     stop.set()
     for t in threads:
         t.join(timeout=60)
     t_end = time.monotonic()
+    assert restarted, "the killed node did not come back within 420 s"
+    if restarted[0] is not None:
+        raise restarted[0]
 
     ok_times = [t for t, ok, _ in log if ok]
     errors = [(round(t - t_kill, 2), why) for t, ok, why in log if not ok]
     marks = [t0, *ok_times, t_end]
     gap = max(b - a for a, b in zip(marks, marks[1:]))
-    after = sum(1 for t in ok_times if t > t_kill)
-    summary = {"victim": victim, "queries": len(log), "errors": len(errors), "answered_after_kill": after,
-               "longest_gap_s": round(gap, 2), "first_errors": errors[:5]}
+    down = sum(1 for t in ok_times if t_kill < t < t_restart)
+    summary = {"victim": victim, "queries": len(log), "errors": len(errors), "answered_while_down": down,
+               "answered_while_restarting": sum(1 for t in ok_times if t >= t_restart),
+               "longest_gap_s": round(gap, 2), "restart_s": round(t_end - t_restart, 1), "first_errors": errors[:5]}
     record_property("query_load_kill", json.dumps(summary))
-    print(f"\nquery load, 4 threads, {t_end - t0:.0f} s, {victim} killed at {t_kill - t0:.0f} s: {summary}")
-    assert after > 0, summary                       # queries kept being answered with a node down
+    print(f"\nquery load, 4 threads, {t_end - t0:.0f} s, {victim} killed at {t_kill - t0:.0f} s and started again "
+          f"at {t_restart - t0:.0f} s: {summary}")
+    assert down > 0, summary                       # queries kept being answered with a node down
     assert any(t > t_kill + 10 for t in ok_times), summary   # and not only in the moments after the kill
-
-    _restart_after_kill(local_cluster, victim, victim_pid, stranger_pid)
     health = _health(client, wait_for_status="green", wait_for_nodes="3", timeout="240s")
     assert health["status"] == "green" and health["number_of_nodes"] == 3
