@@ -66,14 +66,17 @@ def status(conn, as_json: bool) -> None:
         client = conn.client()
         health = client.cluster.health()
         out["health"] = health["status"]
-        out["number_of_nodes"] = health["number_of_nodes"]
+        out["number_of_nodes"] = health.get("number_of_nodes")
+        out.update(detect(client, fusion_probe=detect_fusion).as_dict())
+    except (OpenSearchException, TransportError, OSError) as exc:
+        raise fail(conn, exc) from None
+    try:  # the node list is extra: a user without the monitor privilege still gets the rest
         out["cluster_nodes"] = [
             {"name": n.get("name"), "cluster_manager": n.get("cluster_manager") == "*",
              "roles": n.get("node.role"), "heap_percent": n.get("heap.percent")}
             for n in client.cat.nodes(format="json", h="name,node.role,cluster_manager,heap.percent")]
-        out.update(detect(client, fusion_probe=detect_fusion).as_dict())
-    except (OpenSearchException, TransportError, OSError) as exc:
-        raise fail(conn, exc) from None
+    except (OpenSearchException, TransportError, OSError):
+        pass
     out["local_nodes"] = [{"name": st.name, "pid": st.pid, "url": st.url, "up": st.pid is not None}
                           for st in states]
     if as_json:
