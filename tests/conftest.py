@@ -55,6 +55,8 @@ def local_cluster():
                           heap="512m")
     shutil.rmtree(eng.cluster_dir, ignore_errors=True)   # fresh data: no index or record of an older run
     eng.state_dir.mkdir(parents=True, exist_ok=True)
+    if eng.build_dir.is_symlink() and not eng.build_dir.exists():
+        eng.build_dir.unlink()                            # points at a build since removed
     if not eng.build_dir.exists():
         eng.build_dir.symlink_to(build.build_dir, target_is_directory=True)
     eng.start(exit_with_parent=True, timeout=420)
