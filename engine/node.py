@@ -175,7 +175,7 @@ class NodeDir:
     def ports_file(self) -> Path:
         return self.path / "logs" / "http.ports"
 
-    def pid(self, launchers: dict[bytes, list[int]] | None = None, *, scan: bool = True) -> int | None:
+    def pid(self, launchers: dict[bytes, list[int]] | None = None) -> int | None:
         """The pid of the node running on this directory (found by its command line), or None.
 
         ``launchers`` is one ``/proc`` scan shared by several nodes' look-ups.
@@ -184,7 +184,7 @@ class NodeDir:
             recorded: int | None = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             recorded = None
-        if launchers is None and scan:
+        if launchers is None:
             launchers = _launchers()
         if launchers is None:  # no /proc: the pid file is all there is
             return recorded if recorded is not None and _pid_alive(recorded) else None
@@ -582,9 +582,6 @@ class LocalEngine:
                 keep.close()
             self._stdin_keepalive.clear()
             return [nd.name for nd, _ in running]
-
-    def _terminate(self, pid: int, timeout: float = 60.0) -> None:
-        self._terminate_all([pid], timeout=timeout)
 
     @staticmethod
     def _terminate_all(pids: list[int], timeout: float = 60.0) -> None:
