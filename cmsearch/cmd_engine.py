@@ -1,4 +1,5 @@
-"""`cmsearch engine start|stop|status`: the local node, and the health of any cluster."""
+"""`cmsearch engine start|stop|status`: the local node (or cluster of local nodes), and the health
+of any cluster."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from engine import EngineError, LocalEngine
+from engine.node import CLUSTER_HEAP, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
 from engine.capabilities import detect
 from query_builder import detect_fusion
 
@@ -19,39 +21,75 @@ def engine() -> None:
 
 
 @engine.command()
-@click.option("--heap", default="1g", show_default=True, help="JVM heap (-Xms/-Xmx).")
+@click.option("--nodes", type=click.IntRange(1, MAX_NODES), default=1, show_default=True,
+              help="Nodes (JVMs) of one cluster on 127.0.0.1, each with its own data directory.")
+@click.option("--heap", default=None, help=f"JVM heap per node (-Xms/-Xmx). Default: {SINGLE_HEAP} for one node, "
+                                           f"{CLUSTER_HEAP} each for several.")
 @click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for green.")
-def start(heap: str, timeout: float) -> None:
-    """Build (first time) and start the local node; prints its URL. A running node is reused."""
-    eng = LocalEngine(heap=heap)
+def start(nodes: int, heap: str | None, timeout: float) -> None:
+    """Build (first time) and start the local node or cluster; prints its URL. What runs is reused;
+    nodes of the cluster that are down are started again."""
+    eng = LocalEngine(heap=heap, nodes=nodes)
     try:
         url = eng.start(timeout=timeout, progress=lambda m: click.echo(m, err=True))
     except EngineError as exc:
         raise click.ClickException(str(exc)) from None
+    if nodes > 1:
+        for st in eng.node_states():
+            click.echo(f"{st.name:8} pid {st.pid}  {st.url}", err=True)
     click.echo(url)
 
 
 @engine.command()
 def stop() -> None:
-    """Stop the local node cleanly."""
-    click.echo("stopped" if LocalEngine().stop() else "no local node was running")
+    """Stop the local node, or every node of the local cluster, cleanly."""
+    try:
+        names = LocalEngine().stop_nodes()
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not names:
+        click.echo("no local node was running")
+    else:
+        click.echo("stopped" if names == [SINGLE_NODE_NAME] else f"stopped {', '.join(names)}")
 
 
 @engine.command()
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(conn, as_json: bool) -> None:
-    """Health, version and working capabilities (knn, hybrid, rrf) of the cluster."""
+    """Health, nodes, version and working capabilities (knn, hybrid, rrf) of the cluster, and each
+    local node (running or down)."""
     local = LocalEngine()
+    states = local.node_states()
     out: dict = {"url": conn.url, "local_node_pid": local.pid()}
     try:
         client = conn.client()
-        out["health"] = client.cluster.health()["status"]
+        health = client.cluster.health()
+        out["health"] = health["status"]
+        out["number_of_nodes"] = health.get("number_of_nodes")
         out.update(detect(client, fusion_probe=detect_fusion).as_dict())
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
+    try:  # the node list is extra: a user without the monitor privilege still gets the rest
+        out["cluster_nodes"] = [
+            {"name": n.get("name"), "cluster_manager": n.get("cluster_manager") == "*",
+             "roles": n.get("node.role"), "heap_percent": n.get("heap.percent")}
+            for n in client.cat.nodes(format="json", h="name,node.role,cluster_manager,heap.percent")]
+    except (OpenSearchException, TransportError, OSError):
+        pass
+    out["local_nodes"] = [{"name": st.name, "pid": st.pid, "url": st.url, "up": st.pid is not None}
+                          for st in states]
     if as_json:
         click.echo(json.dumps(out, indent=2))
-    else:
-        for k, v in out.items():
+        return
+    for k, v in out.items():
+        if k == "local_nodes":
+            for st in v:
+                click.echo(f"{'local node':16} {st['name']:14} "
+                           + (f"pid {st['pid']}  {st['url']}" if st["up"] else "down"))
+        elif k == "cluster_nodes":
+            for n in v:
+                click.echo(f"{'cluster node':16} {n['name']:14} roles {n['roles']}  heap {n['heap_percent']}%"
+                           + ("  (cluster manager)" if n["cluster_manager"] else ""))
+        else:
             click.echo(f"{k:16} {v}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
+from engine.layout import index_layout
 from mappings import MappingError
 from models.heads_registry import HeadsNotFound, resolve_heads
 from models.manifest import default_models_dir
@@ -29,22 +30,30 @@ def index() -> None:
 @click.option("--image-weight", type=float, default=None, help="Fusion weight of the image vector (default: heads manifest, else 0.5).")
 @click.option("--text-weight", type=float, default=None, help="Fusion weight of the text vector (default: heads manifest, else 0.5).")
 @click.option("--recreate", is_flag=True, help="Delete the index first if it exists.")
-@click.option("--shards", default=1, show_default=True)
-@click.option("--replicas", default=0, show_default=True)
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="Primary shards (default: 1).")
+@click.option("--replicas", type=click.IntRange(min=0), default=None,
+              help="Replicas of each shard (default: 0 on a one-node cluster, 1 on two or more data nodes).")
 @connection_options
 def create(conn, name: str, models_dir: Path | None, heads_dir: str | None, image_weight: float | None,
-           text_weight: float | None, recreate: bool, shards: int, replicas: int) -> None:
-    """Create the product index NAME for the space of these models and heads (recorded in its _meta)."""
+           text_weight: float | None, recreate: bool, shards: int | None, replicas: int | None) -> None:
+    """Create the product index NAME for the space of these models and heads (recorded in its _meta).
+
+    Shards and replicas not given are chosen for the cluster (see engine/layout.py)."""
     try:
         mdir = models_dir or default_models_dir()
         space = Space.load(mdir, resolve_heads(mdir, heads_dir), strict=True, w_img=image_weight, w_txt=text_weight)
-        create_product_index(conn.client(), name, space.dims, recreate=recreate, shards=shards, replicas=replicas,
-                             space=space.identity)
+        client = conn.client()
+        layout = index_layout(client, shards, replicas)
+        if layout.warning:
+            click.echo(f"warning: {layout.warning}", err=True)
+        create_product_index(client, name, space.dims, recreate=recreate, shards=layout.shards,
+                             replicas=layout.replicas, space=space.identity)
     except (SpaceError, HeadsNotFound, MappingError, IndexExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
-    click.echo(f"created {name} for {space.identity.describe()}")
+    click.echo(f"created {name} ({layout.describe()}) for {space.identity.describe()}")
 
 
 @index.command()

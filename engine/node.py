@@ -1,14 +1,20 @@
-"""A real single-node OpenSearch on this machine, built from Maven Central and run by a Java launcher.
+"""A real OpenSearch node, or a cluster of several, on this machine, built from Maven Central and
+run by a Java launcher.
 
-The node is the default target for the demo and the tests.  Its state (Maven build output,
-data, logs, pid and the URL it serves) lives under one state directory, so `start` can tell
-whether a node already runs there and never starts a second one.
+The nodes are the default target for the demo and the tests.  Their state (Maven build output,
+data, logs, pid and the URL each serves) lives under one state directory, so `start` can tell
+what already runs there and never starts a second copy of a node.  One node lives in
+``<state>/node`` (discovery type single-node, as it always did); a cluster of N lives in
+``<state>/cluster/node-0 .. node-N-1``, each node a JVM with its own data directory, the nodes
+finding each other over loopback transport ports that ``cluster/cluster.json`` records (so a
+node restarted after a crash finds the others, and keeps its port when it is still free).
+Only one of the two runs at a time.
 
 The pid file is a hint, not the truth: it can be damaged, or name a pid the system has since
-given to another process (after ``kill -9``).  The running node is the java process whose
-command line runs the launcher on this node directory, found through ``/proc``; the pid file
-is only trusted where there is no ``/proc``.  The state directory holds the index data, so it
-is private to its owner (0700).
+given to another process (after ``kill -9``).  A running node is the java process whose command
+line runs the launcher on that node's directory, found through ``/proc``; the pid file is only
+trusted where there is no ``/proc``.  The state directory holds the index data, so it is
+private to its owner (0700).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -49,6 +56,14 @@ JVM_FLAGS = (
     "-XX:+UseG1GC",
     "-Dfile.encoding=UTF-8",
 )
+SINGLE_NODE_NAME = "cmsearch-node"
+SINGLE_HEAP = "1g"
+# Several JVMs share the machine: each gets less, so three fit beside the tests on 24 GB.
+CLUSTER_HEAP = "512m"
+MAX_NODES = 9
+# Cluster nodes need fixed transport ports for their seed list.  Single nodes bind the lowest
+# free port of 9300-9399, so cluster ports are taken from the top of that range down.
+CLUSTER_TRANSPORT_PORTS = range(9399, 9299, -1)
 
 
 class EngineError(RuntimeError):
@@ -82,29 +97,27 @@ def _jar_key(name: str) -> str:
     return stem
 
 
-def _launcher_pids(node_dir: Path) -> list[int] | None:
-    """Live processes running the launcher on ``node_dir``; None where ``/proc`` cannot tell."""
+def _launchers() -> dict[bytes, list[int]] | None:
+    """Live launcher processes by the node directory they run on; None where ``/proc`` cannot tell."""
     proc = Path("/proc")
     if not (proc / "self" / "cmdline").exists():
         return None
-    want = os.fsencode(str(node_dir))
-    found = []
+    found: dict[bytes, list[int]] = {}
+    want = LAUNCHER_CLASS.encode()
     for entry in proc.iterdir():
-        if entry.name.isdigit() and _runs_launcher(int(entry.name), want):
-            found.append(int(entry.name))
-    return sorted(found)
-
-
-def _runs_launcher(pid: int, node_dir: bytes) -> bool:
-    try:
-        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    try:
-        i = argv.index(LAUNCHER_CLASS.encode())
-    except ValueError:
-        return False
-    return i + 1 < len(argv) and argv[i + 1] == node_dir and _pid_alive(pid)
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        try:
+            i = argv.index(want)
+        except ValueError:
+            continue
+        if i + 1 < len(argv) and _pid_alive(int(entry.name)):
+            found.setdefault(argv[i + 1], []).append(int(entry.name))
+    return {k: sorted(v) for k, v in found.items()}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -121,16 +134,118 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _port_free(port: int) -> bool:
+    """True when a listener could bind 127.0.0.1:``port`` now (as the JVM binds: address reuse on)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:  # a child of ours that exited must not stay a zombie
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+@dataclass(frozen=True)
+class NodeDir:
+    """One node's directory (data, logs, pid, READY) and the name the node runs under."""
+
+    path: Path
+    name: str
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "pid"
+
+    @property
+    def ready_file(self) -> Path:
+        return self.path / "READY"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "logs" / "launcher.out"
+
+    @property
+    def ports_file(self) -> Path:
+        return self.path / "logs" / "http.ports"
+
+    def pid(self, launchers: dict[bytes, list[int]] | None = None) -> int | None:
+        """The pid of the node running on this directory (found by its command line), or None.
+
+        ``launchers`` is one ``/proc`` scan shared by several nodes' look-ups.
+        """
+        try:
+            recorded: int | None = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            recorded = None
+        if launchers is None:
+            launchers = _launchers()
+        if launchers is None:  # no /proc: the pid file is all there is
+            return recorded if recorded is not None and _pid_alive(recorded) else None
+        running = launchers.get(os.fsencode(str(self.path)), [])
+        if recorded in running:
+            return recorded
+        return running[0] if running else None
+
+    def url(self, launchers: dict[bytes, list[int]] | None = None) -> str | None:
+        """The URL of the node running here, or None (not running, or not bound to HTTP yet)."""
+        if self.pid(launchers) is None:
+            return None
+        try:
+            url = self.ready_file.read_text().strip()
+        except OSError:
+            url = ""
+        if url:
+            return url
+        # the READY file is gone (removed by hand or by an old launcher): the node's ports file
+        try:
+            first = self.ports_file.read_text().split()[0]
+        except (OSError, IndexError):
+            return None
+        return f"http://{first}"
+
+    def log_tail(self, lines: int = 25) -> str:
+        out = []
+        logs = [self.log_file, *sorted((self.path / "logs").glob("*.log"))]
+        for f in logs:
+            try:
+                out.extend(f.read_text(errors="replace").splitlines()[-lines:])
+            except OSError:
+                pass
+        return "\n".join(out[-lines:])
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """What ``status`` reports of one local node."""
+
+    name: str
+    path: Path
+    pid: int | None
+    url: str | None
+
+
 @dataclass
 class LocalEngine:
-    """Build, start, stop and inspect the local node under ``state_dir``."""
+    """Build, start, stop and inspect the local node (or cluster of ``nodes``) under ``state_dir``.
+
+    ``heap`` is per node; by default 1g for one node and 512m for each node of a cluster.
+    """
 
     state_dir: Path = None  # type: ignore[assignment]
     http_ports: str = "9200-9299"
-    heap: str = "1g"
+    heap: str | None = None
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir or default_state_dir()).expanduser().resolve()
+        self._stdin_keepalive: dict[str, IO] = {}
 
     # ---- paths -------------------------------------------------------------------------
     @property
@@ -139,19 +254,57 @@ class LocalEngine:
 
     @property
     def node_dir(self) -> Path:
+        """The single node's directory."""
         return self.state_dir / "node"
 
     @property
     def pid_file(self) -> Path:
-        return self.node_dir / "pid"
+        return self._single.pid_file
 
     @property
     def ready_file(self) -> Path:
-        return self.node_dir / "READY"
+        return self._single.ready_file
 
     @property
     def log_file(self) -> Path:
-        return self.node_dir / "logs" / "launcher.out"
+        return self._single.log_file
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.state_dir / "cluster"
+
+    @property
+    def _single(self) -> NodeDir:
+        return NodeDir(self.node_dir, SINGLE_NODE_NAME)
+
+    @property
+    def _cluster_file(self) -> Path:
+        return self.cluster_dir / "cluster.json"
+
+    def cluster_record(self) -> dict | None:
+        """The cluster made under this state dir: nodes, cluster name, transport ports (or None)."""
+        try:
+            rec = json.loads(self._cluster_file.read_text())
+            if isinstance(rec, dict) and isinstance(rec.get("nodes"), int):
+                return rec
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def cluster_nodes(self, n: int | None = None) -> list[NodeDir]:
+        """The node directories of an ``n``-node cluster (default: the recorded one, else none)."""
+        if n is None:
+            rec = self.cluster_record()
+            n = rec["nodes"] if rec else 0
+        return [NodeDir(self.cluster_dir / f"node-{i}", f"node-{i}") for i in range(n)]
+
+    def _all_nodes(self) -> list[NodeDir]:
+        """Every node directory there is: the single node's, the recorded cluster's, and any other
+        ``cluster/node-*`` (of a record since damaged) so that nothing running is ever missed."""
+        found = {nd.path: nd for nd in self.cluster_nodes()}
+        for p in sorted(self.cluster_dir.glob("node-*")) if self.cluster_dir.is_dir() else ():
+            found.setdefault(p, NodeDir(p, p.name))
+        return [self._single, *sorted(found.values(), key=lambda nd: (len(nd.name), nd.name))]
 
     # ---- build -------------------------------------------------------------------------
     def is_built(self) -> bool:
@@ -196,7 +349,7 @@ class LocalEngine:
             raise EngineError(f"engine build output missing under {target}; run `cmsearch engine start` to build it")
         return [launcher[0], *sorted(jars.values())]
 
-    # ---- lifecycle ---------------------------------------------------------------------
+    # ---- what runs ---------------------------------------------------------------------
     @contextmanager
     def _lock(self) -> Iterator[None]:
         self._private_dir(self.state_dir)
@@ -213,146 +366,255 @@ class LocalEngine:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)
 
+    def node_states(self) -> list[NodeState]:
+        """Every local node that runs, and every node of the recorded cluster (running or not)."""
+        launchers = _launchers()
+        recorded = {nd.path for nd in self.cluster_nodes()}
+        out = []
+        for nd in self._all_nodes():
+            pid = nd.pid(launchers)
+            if pid is not None or nd.path in recorded:
+                out.append(NodeState(nd.name, nd.path, pid, nd.url(launchers) if pid is not None else None))
+        return out
+
     def pid(self) -> int | None:
-        """The pid of the node running under this state dir (found by its command line), or None."""
-        try:
-            recorded: int | None = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            recorded = None
-        running = _launcher_pids(self.node_dir)
-        if running is None:  # no /proc: the pid file is all there is
-            return recorded if recorded is not None and _pid_alive(recorded) else None
-        if recorded in running:
-            return recorded
-        return running[0] if running else None
+        """The pid of the single node running under this state dir, else of the first running
+        node of its cluster; None when nothing runs."""
+        launchers = _launchers()
+        for nd in self._all_nodes():
+            pid = nd.pid(launchers)
+            if pid is not None:
+                return pid
+        return None
 
     def url(self) -> str | None:
-        """The URL of the running node, or None when no node runs under this state dir (or it has
-        not bound its HTTP port yet)."""
-        if self.pid() is None:
-            return None
-        try:
-            url = self.ready_file.read_text().strip()
-        except OSError:
-            url = ""
-        if url:
-            return url
-        # the READY file is gone (removed by hand or by an old launcher): the node's ports file
-        try:
-            first = (self.node_dir / "logs" / "http.ports").read_text().split()[0]
-        except (OSError, IndexError):
-            return None
-        return f"http://{first}"
+        """The URL of the running node (of a cluster: the first running node that serves HTTP),
+        or None when no node runs under this state dir (or it has not bound its HTTP port yet)."""
+        urls = self.urls()
+        return urls[0] if urls else None
 
-    def start(self, *, timeout: float = 240.0, exit_with_parent: bool = False,
+    def urls(self) -> list[str]:
+        """The URLs of every running node, the single node or the cluster's in node order."""
+        launchers = _launchers()
+        return [u for u in (nd.url(launchers) for nd in self._all_nodes()) if u]
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self, *, nodes: int | None = None, timeout: float = 240.0, exit_with_parent: bool = False,
               progress=lambda msg: None) -> str:
-        """Start the node (building it first if needed) and wait until it is green.
+        """Start the node, or the ``nodes``-node cluster (building first if needed), and wait
+        until it is green with all its nodes.
 
-        Returns the URL it serves.  If a node already runs under this state dir, returns its
-        URL instead of starting a second one.  With ``exit_with_parent`` the JVM exits when this
-        Python process dies (it watches a pipe on its stdin), so tests leave no orphan.
+        Returns the URL it serves (of a cluster: the first node's).  What already runs is reused,
+        never started twice: nodes of the cluster that are down (killed, crashed) are started
+        again and the rest kept.  Pid and READY files a killed node left are ignored.  Refuses
+        a single node while a cluster runs here, and the other way round, and a cluster of
+        another size than the one recorded here.  With ``exit_with_parent`` the JVMs exit when
+        this Python process dies (each watches a pipe on its stdin), so tests leave no orphan.
         """
+        n = self.nodes if nodes is None else nodes
+        if not isinstance(n, int) or not 1 <= n <= MAX_NODES:
+            raise EngineError(f"--nodes must be between 1 and {MAX_NODES}, got {n!r}")
         with self._lock():
-            running = self.pid()
-            if running is not None:
-                return self._wait_for_running(running, timeout)
-            if not self.is_built():
-                progress("building the engine with Maven (first run only)...")
-            self.build()
-            self._private_dir(self.node_dir)
-            (self.node_dir / "logs").mkdir(exist_ok=True)
-            # whatever an earlier node left (after kill -9) must not be read as this one's address
-            self.ready_file.unlink(missing_ok=True)
-            (self.node_dir / "logs" / "http.ports").unlink(missing_ok=True)
-            cfg = self.node_dir / "home" / "config"
-            cfg.mkdir(parents=True, exist_ok=True)
-            shutil.copy(JAVA_DIR / "config" / "log4j2.properties", cfg / "log4j2.properties")
-            cp = os.pathsep.join(str(p) for p in self.classpath())
-            cmd = ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *JVM_FLAGS, "-cp", cp,
-                   LAUNCHER_CLASS, str(self.node_dir), self.http_ports,
-                   "true" if exit_with_parent else "false", *PLUGIN_CLASSES]
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.fchmod(fd, 0o600)  # also a log an older version created 0644
-            log: IO = os.fdopen(fd, "ab")
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
-                                    start_new_session=True)
-            log.close()
-            if exit_with_parent:
-                # keep the write end open for our lifetime; the JVM exits when it closes
-                self._stdin_keepalive = proc.stdin
-            self.pid_file.write_text(str(proc.pid))
-            progress(f"starting OpenSearch {OPENSEARCH_VERSION} (pid {proc.pid})...")
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    self.pid_file.unlink(missing_ok=True)
-                    raise EngineError(f"the engine exited with status {proc.returncode} during start; "
-                                      f"last log lines:\n{self.log_tail()}")
-                if self.ready_file.exists():
-                    url = self.ready_file.read_text().strip()
-                    if self._health(url, "green"):
-                        return url
-                time.sleep(0.5)
-            self._terminate(proc.pid)
-            raise EngineError(f"the engine did not become green within {timeout:.0f}s; last log lines:\n{self.log_tail()}")
+            launchers = _launchers()
+            single_pid = self._single.pid(launchers)
+            cluster_up = [(nd, pid) for nd in self._all_nodes()[1:] if (pid := nd.pid(launchers)) is not None]
+            rec = self.cluster_record()
+            if n == 1:
+                if cluster_up:
+                    size = rec["nodes"] if rec else len(cluster_up)
+                    raise EngineError(
+                        f"a {size}-node cluster runs under {self.state_dir} ({len(cluster_up)} of its nodes up: "
+                        f"{', '.join(nd.name for nd, _ in cluster_up)}); stop it first with `cmsearch engine stop`, "
+                        f"or start it with `cmsearch engine start --nodes {size}`")
+                if single_pid is not None:
+                    return self._wait_for_running(self._single, single_pid, timeout)
+                self._prepare_build(progress)
+                proc = self._spawn(self._single, (), self.heap or SINGLE_HEAP, exit_with_parent)
+                progress(f"starting OpenSearch {OPENSEARCH_VERSION} (pid {proc.pid})...")
+                return self._wait_started([(self._single, proc)], [self._single], 1, timeout)
+            if single_pid is not None:
+                raise EngineError(f"a single node (pid {single_pid}) runs under {self.state_dir}; stop it first "
+                                  f"with `cmsearch engine stop` to start a {n}-node cluster there")
+            if rec is not None and rec["nodes"] != n:
+                if cluster_up:
+                    raise EngineError(
+                        f"a {rec['nodes']}-node cluster runs under {self.state_dir} ({len(cluster_up)} of its "
+                        f"nodes up); stop it first with `cmsearch engine stop`, or start it with "
+                        f"`--nodes {rec['nodes']}`")
+                raise EngineError(
+                    f"the cluster data under {self.cluster_dir} is of a {rec['nodes']}-node cluster: start it with "
+                    f"`--nodes {rec['nodes']}`, or delete {self.cluster_dir} to make a {n}-node cluster")
+            return self._start_cluster(n, rec, cluster_up, launchers, timeout, exit_with_parent, progress)
 
-    def _wait_for_running(self, pid: int, timeout: float) -> str:
+    def _prepare_build(self, progress) -> None:
+        if not self.is_built():
+            progress("building the engine with Maven (first run only)...")
+        self.build()
+
+    def _start_cluster(self, n: int, rec: dict | None, up: list[tuple[NodeDir, int]],
+                       launchers: dict[bytes, list[int]] | None, timeout: float, exit_with_parent: bool,
+                       progress) -> str:
+        nodes = self.cluster_nodes(n)
+        running = {nd.path: pid for nd, pid in up}
+        down = [nd for nd in nodes if nd.path not in running]
+        for nd, pid in up:
+            nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
+        if not down:
+            return self._wait_started([], nodes, n, timeout)
+        self._prepare_build(progress)
+        self._private_dir(self.cluster_dir)
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
+        name = (rec or {}).get("cluster_name") or f"cmsearch-{digest}"
+        ports: dict[str, int] = dict((rec or {}).get("transport_ports") or {})
+        for nd in down:  # a node that is down keeps its port while it is free, else gets another
+            port = ports.get(nd.name)
+            if not isinstance(port, int) or not _port_free(port):
+                taken = {p for k, p in ports.items() if k != nd.name}
+                port = next((p for p in CLUSTER_TRANSPORT_PORTS if p not in taken and _port_free(p)), None)
+                if port is None:
+                    raise EngineError(f"no free transport port in {CLUSTER_TRANSPORT_PORTS.stop + 1}-"
+                                      f"{CLUSTER_TRANSPORT_PORTS.start} on 127.0.0.1 for {nd.name}")
+                ports[nd.name] = port
+        rec = {"nodes": n, "cluster_name": name, "transport_ports": {nd.name: ports[nd.name] for nd in nodes}}
+        tmp = self._cluster_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec, indent=2))
+        tmp.replace(self._cluster_file)
+        seeds = ",".join(f"127.0.0.1:{ports[nd.name]}" for nd in nodes)
+        managers = ",".join(nd.name for nd in nodes)
+        started = []
+        try:
+            for nd in down:
+                settings = (f"-Ecluster.name={name}", f"-Enode.name={nd.name}", "-Ediscovery.type=",
+                            f"-Ediscovery.seed_hosts={seeds}", f"-Ecluster.initial_cluster_manager_nodes={managers}",
+                            f"-Etransport.port={ports[nd.name]}")
+                started.append((nd, self._spawn(nd, settings, self.heap or CLUSTER_HEAP, exit_with_parent)))
+        except BaseException:
+            self._terminate_all([p.pid for _, p in started])
+            raise
+        progress(f"starting OpenSearch {OPENSEARCH_VERSION}: "
+                 + ", ".join(f"{nd.name} (pid {p.pid})" for nd, p in started)
+                 + (f"; already running: {', '.join(nd.name for nd, _ in up)}" if up else "") + "...")
+        return self._wait_started(started, nodes, n, timeout)
+
+    def _spawn(self, nd: NodeDir, settings: tuple[str, ...], heap: str, exit_with_parent: bool) -> subprocess.Popen:
+        self._private_dir(nd.path)
+        (nd.path / "logs").mkdir(exist_ok=True)
+        # whatever an earlier node left (after kill -9) must not be read as this one's address
+        nd.ready_file.unlink(missing_ok=True)
+        nd.ports_file.unlink(missing_ok=True)
+        cfg = nd.path / "home" / "config"
+        cfg.mkdir(parents=True, exist_ok=True)
+        shutil.copy(JAVA_DIR / "config" / "log4j2.properties", cfg / "log4j2.properties")
+        cp = os.pathsep.join(str(p) for p in self.classpath())
+        cmd = ["java", f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS, "-cp", cp,
+               LAUNCHER_CLASS, str(nd.path), self.http_ports,
+               "true" if exit_with_parent else "false", *settings, *PLUGIN_CLASSES]
+        fd = os.open(nd.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # also a log an older version created 0644
+        log: IO = os.fdopen(fd, "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        if exit_with_parent:
+            # keep the write end open for our lifetime; the JVM exits when it closes
+            old = self._stdin_keepalive.pop(nd.name, None)
+            if old is not None:
+                old.close()
+            self._stdin_keepalive[nd.name] = proc.stdin
+        nd.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def _wait_started(self, started: list[tuple[NodeDir, subprocess.Popen]], nodes: list[NodeDir], n: int,
+                      timeout: float) -> str:
+        """Wait until every one of ``nodes`` serves HTTP and the cluster is green with ``n`` nodes;
+        returns the first node's URL.  A node started here that exits, or the timeout, stops the
+        ones started here and raises."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for nd, proc in started:
+                if proc.poll() is not None:
+                    nd.pid_file.unlink(missing_ok=True)
+                    self._terminate_all([p.pid for _, p in started])
+                    what = "the engine" if n == 1 else f"cluster node {nd.name}"
+                    raise EngineError(f"{what} exited with status {proc.returncode} during start; "
+                                      f"last log lines:\n{nd.log_tail()}")
+            launchers = _launchers()
+            urls = [nd.url(launchers) for nd in nodes]
+            if all(urls) and self._health(urls[0], "green", nodes=n if n > 1 else None):
+                return urls[0]  # type: ignore[return-value]
+            time.sleep(0.5)
+        self._terminate_all([p.pid for _, p in started])
+        if n == 1:
+            raise EngineError(f"the engine did not become green within {timeout:.0f}s; "
+                              f"last log lines:\n{nodes[0].log_tail()}")
+        tails = "\n".join(f"--- {nd.name}\n{nd.log_tail(10)}" for nd in nodes)
+        raise EngineError(f"the {n}-node cluster did not become green within {timeout:.0f}s; last log lines:\n{tails}")
+
+    def _wait_for_running(self, nd: NodeDir, pid: int, timeout: float) -> str:
         """The URL of the node that already runs (``pid``), once it is green; never a second JVM."""
-        self.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
+        nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _pid_alive(pid):
-            url = self.url()
+            url = nd.url()
             if url and self._health(url, "green"):
                 return url
             time.sleep(0.5)
         raise EngineError(f"a node (pid {pid}) runs under {self.state_dir} but did not answer green within "
-                          f"{timeout:.0f}s; stop it with `cmsearch engine stop`. Last log lines:\n{self.log_tail()}")
+                          f"{timeout:.0f}s; stop it with `cmsearch engine stop`. Last log lines:\n{nd.log_tail()}")
 
     def stop(self, *, timeout: float = 60.0) -> bool:
-        """Stop the node cleanly (SIGTERM, then SIGKILL after ``timeout``). False if none ran."""
+        """Stop every local node cleanly (SIGTERM to all, then SIGKILL after ``timeout``).
+        False if none ran."""
+        return bool(self.stop_nodes(timeout=timeout))
+
+    def stop_nodes(self, *, timeout: float = 60.0) -> list[str]:
+        """Like :meth:`stop`; returns the names of the nodes that were stopped."""
         with self._lock():
-            pid = self.pid()
-            if pid is None:
-                self.pid_file.unlink(missing_ok=True)
-                self.ready_file.unlink(missing_ok=True)
-                return False
-            self._terminate(pid, timeout=timeout)
-            self.pid_file.unlink(missing_ok=True)
-            self.ready_file.unlink(missing_ok=True)
-            return True
-
-    def _terminate(self, pid: int, timeout: float = 60.0) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
-            try:  # reap if it is our child
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-    def log_tail(self, lines: int = 25) -> str:
-        out = []
-        for f in (self.log_file, self.node_dir / "logs" / "cmsearch-local.log"):
-            try:
-                out.extend(f.read_text(errors="replace").splitlines()[-lines:])
-            except OSError:
-                pass
-        return "\n".join(out[-lines:])
+            launchers = _launchers()
+            running = [(nd, pid) for nd in self._all_nodes() if (pid := nd.pid(launchers)) is not None]
+            self._terminate_all([pid for _, pid in running], timeout=timeout)
+            for nd in self._all_nodes():
+                if nd.path.is_dir():
+                    nd.pid_file.unlink(missing_ok=True)
+                    nd.ready_file.unlink(missing_ok=True)
+            for keep in self._stdin_keepalive.values():
+                keep.close()
+            self._stdin_keepalive.clear()
+            return [nd.name for nd, _ in running]
 
     @staticmethod
-    def _health(url: str, status: str, timeout: float = 5.0) -> dict | None:
+    def _terminate_all(pids: list[int], timeout: float = 60.0) -> None:
+        """SIGTERM all at once (a cluster's nodes close in parallel), SIGKILL what is left."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        left = list(pids)
+        while left and time.monotonic() < deadline:
+            for pid in left:
+                _reap(pid)
+            left = [pid for pid in left if _pid_alive(pid)]
+            if left:
+                time.sleep(0.2)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap(pid)
+
+    def log_tail(self, lines: int = 25) -> str:
+        return self._single.log_tail(lines)
+
+    @staticmethod
+    def _health(url: str, status: str, timeout: float = 5.0, nodes: int | None = None) -> dict | None:
+        query = f"wait_for_status={status}&timeout=1s" + (f"&wait_for_nodes={nodes}" if nodes else "")
         try:
-            with urllib.request.urlopen(f"{url}/_cluster/health?wait_for_status={status}&timeout=1s",
-                                        timeout=timeout) as r:
+            with urllib.request.urlopen(f"{url}/_cluster/health?{query}", timeout=timeout) as r:
                 body = json.loads(r.read())
             return body if not body.get("timed_out") else None
         except (urllib.error.URLError, OSError, ValueError):
             return None
-

@@ -1,7 +1,9 @@
 """Shared fixtures: one real OpenSearch node for the whole run, fresh index names, data paths.
 
 The node runs under its own state directory (not the user's default one), is started once per
-test session and stopped at the end; its JVM also exits if this Python process dies.
+test session and stopped at the end; its JVM also exits if this Python process dies.  A 3-node
+cluster (``local_cluster``) is started only when a test asks for it (the ``cluster`` tests), once
+per session, with fresh data; it shares the node's Maven build.
 """
 from __future__ import annotations
 
@@ -29,6 +31,35 @@ def local_engine():
     if private:  # another test session owns that node: run our own beside it, never stop theirs
         eng = LocalEngine(state_dir=eng.state_dir.with_name(f"{eng.state_dir.name}-{os.getpid()}"), heap="1g")
     eng.start(exit_with_parent=True, timeout=300)
+    yield eng
+    eng.stop()
+    if private:
+        shutil.rmtree(eng.state_dir, ignore_errors=True)
+
+
+def _cluster_dir() -> Path:
+    return Path(os.environ.get("CMSEARCH_TEST_CLUSTER_DIR", REPO / ".state" / "test-cluster"))
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """A 3-node cluster (512 MB heap per node) on 127.0.0.1, started with empty data."""
+    from engine import LocalEngine
+
+    build = LocalEngine(state_dir=_engine_dir())
+    build.build()
+    eng = LocalEngine(state_dir=_cluster_dir(), nodes=3, heap="512m")
+    private = eng.url() is not None
+    if private:  # another test session owns that cluster: run our own beside it, never stop theirs
+        eng = LocalEngine(state_dir=eng.state_dir.with_name(f"{eng.state_dir.name}-{os.getpid()}"), nodes=3,
+                          heap="512m")
+    shutil.rmtree(eng.cluster_dir, ignore_errors=True)   # fresh data: no index or record of an older run
+    eng.state_dir.mkdir(parents=True, exist_ok=True)
+    if eng.build_dir.is_symlink() and not eng.build_dir.exists():
+        eng.build_dir.unlink()                            # points at a build since removed
+    if not eng.build_dir.exists():
+        eng.build_dir.symlink_to(build.build_dir, target_is_directory=True)
+    eng.start(exit_with_parent=True, timeout=420)
     yield eng
     eng.stop()
     if private:

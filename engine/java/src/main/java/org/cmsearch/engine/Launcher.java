@@ -26,9 +26,11 @@ import org.opensearch.plugins.Plugin;
  *
  * Subclassing Node reaches the constructor that takes class-path plugins, so no
  * distribution, no plugin folders and no Bootstrap checks are needed. Arguments:
- * {@code <state dir> <http port range> <exit-on-stdin-close: true|false> <plugin class>...};
- * plugin classes missing from the class path are skipped and reported. When the HTTP
- * server is bound, its address is written to {@code <state dir>/READY}.
+ * {@code <state dir> <http port range> <exit-on-stdin-close: true|false> [-Ename=value]... <plugin class>...};
+ * {@code -E} arguments override the single-node defaults below (an empty value removes one, e.g.
+ * {@code -Ediscovery.type=} for a node of a several-node cluster); plugin classes missing from
+ * the class path are skipped and reported. When the HTTP server is bound, its address is written
+ * to {@code <state dir>/READY}.
  */
 public final class Launcher {
 
@@ -61,7 +63,7 @@ public final class Launcher {
         Path data = Files.createDirectories(state.resolve("data"));
         Files.deleteIfExists(state.resolve("READY"));
 
-        Settings settings = Settings.builder()
+        Settings.Builder builder = Settings.builder()
             .put("cluster.name", "cmsearch-local")
             .put("node.name", "cmsearch-node")
             .put("path.home", home.toString())
@@ -73,19 +75,38 @@ public final class Launcher {
             .put("transport.port", "9300-9399")
             .put("cluster.routing.allocation.disk.threshold_enabled", false)
             .put("action.auto_create_index", false)
-            .put("node.portsfile", true)
-            .build();
+            .put("node.portsfile", true);
+        List<String> pluginNames = new ArrayList<>();
+        for (int i = 3; i < args.length; i++) {
+            if (args[i].startsWith("-E")) {
+                int eq = args[i].indexOf('=');
+                if (eq < 3) {
+                    System.err.println("setting needs -Ename=value: " + args[i]);
+                    System.exit(2);
+                }
+                String key = args[i].substring(2, eq);
+                String value = args[i].substring(eq + 1);
+                if (value.isEmpty()) {
+                    builder.remove(key);
+                } else {
+                    builder.put(key, value);
+                }
+            } else {
+                pluginNames.add(args[i]);
+            }
+        }
+        Settings settings = builder.build();
         Environment env = new Environment(settings, config);
         LogConfigurator.registerErrorListener();
-        LogConfigurator.setNodeName("cmsearch-node");
+        LogConfigurator.setNodeName(settings.get("node.name"));
         LogConfigurator.configure(env);
 
         List<Class<? extends Plugin>> plugins = new ArrayList<>();
-        for (int i = 3; i < args.length; i++) {
+        for (String name : pluginNames) {
             try {
-                plugins.add(Class.forName(args[i]).asSubclass(Plugin.class));
+                plugins.add(Class.forName(name).asSubclass(Plugin.class));
             } catch (ClassNotFoundException e) {
-                System.err.println("plugin not on class path, skipped: " + args[i]);
+                System.err.println("plugin not on class path, skipped: " + name);
             }
         }
 
