@@ -70,8 +70,8 @@ class IngestOptions:
     progress_every: float | None = None  # instead of a bar: a progress line every this many seconds
     wait: bool = False                   # another load holds the checkpoint / rejects file: wait for it
     vector_decimals: int = 6             # vectors are unit length; 1e-6 is far below what ranking sees
-    shards: int = 1
-    replicas: int = 0
+    shards: int | None = None      # None: chosen for the cluster (engine.layout: 1 shard; a replica on 2+ nodes)
+    replicas: int | None = None
     # merge the index into one segment after the load: k-NN search walks one HNSW graph per
     # segment, so one segment answers k-NN queries fastest (bench/bench_took.py measures it).
     # None: only when this load (or the load it resumes) created the index.

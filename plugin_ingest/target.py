@@ -12,6 +12,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
+from engine.layout import index_layout
 from engine.vocabulary import read_vocabulary
 
 from .enrich import build_vocabulary
@@ -31,11 +32,14 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
     exists = bool(client.indices.exists(index=o.index))
     if o.recreate or (not exists and o.create):
         try:
-            create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=o.shards,
-                                 replicas=o.replicas, space=space.identity)
+            layout = index_layout(client, o.shards, o.replicas)
+            if layout.warning:
+                log(f"warning: {layout.warning}")
+            create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=layout.shards,
+                                 replicas=layout.replicas, space=space.identity)
         except IndexExistsError as exc:  # a concurrent creation
             raise IngestError(str(exc)) from None
-        log(f"created index {o.index}")
+        log(f"created index {o.index} ({layout.describe()})")
         return False
     if not exists:
         raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
