@@ -340,12 +340,18 @@ print("DONE", r.counts.read, r.counts.indexed, r.counts.rejected, r.counts.uncha
 
 @pytest.fixture
 def slow_images():
-    from test_ingest_e2e import _SlowImages
+    """A slow image server whose images from number 20 on wait for ``.release``: a load of it
+    cannot finish before the test has signalled it, however busy the machine."""
+    from types import SimpleNamespace
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImages)
+    from test_ingest_e2e import held_images
+
+    handler, release = held_images(20)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    yield SimpleNamespace(url=f"http://127.0.0.1:{srv.server_address[1]}", release=release)
+    release.set()
     srv.shutdown()
 
 
@@ -373,7 +379,7 @@ def test_a_second_load_of_the_same_catalog_and_index_refuses_or_waits(local_engi
                                                                       tmp_path, slow_images):
     from test_ingest_e2e import HashEncoders
 
-    path = _slow_catalog(tmp_path / "c.jsonl", slow_images, 30)
+    path = _slow_catalog(tmp_path / "c.jsonl", slow_images.url, 30)
     index = fresh_index("hostile-lock")
     cmd = [sys.executable, "-c", _CHILD, str(REPO), str(path), index, local_engine.url(), str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -384,6 +390,7 @@ def test_a_second_load_of_the_same_catalog_and_index_refuses_or_waits(local_engi
         with pytest.raises(IngestError, match=rf"another load is using .*pid {proc.pid}, started .*{index}"):
             Ingestor(path, IngestOptions(**opts), client=os_client, encoders=HashEncoders()).run()
         assert proc.poll() is None                                    # the first load goes on
+        slow_images.release.set()
         enc = HashEncoders()
         report = Ingestor(path, IngestOptions(**opts, wait=True), client=os_client, encoders=enc).run()
         out, err = proc.communicate(timeout=120)
@@ -407,7 +414,7 @@ def _segments(client, index) -> int:
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_stop_the_cli_cleanly_and_the_rerun_finishes(local_engine, os_client, fresh_index,
                                                                          tmp_path, slow_images, sig, status):
-    path = _slow_catalog(tmp_path / "c.jsonl", slow_images, 40)
+    path = _slow_catalog(tmp_path / "c.jsonl", slow_images.url, 40)
     index = fresh_index("hostile-signal")
     ckpt = tmp_path / "ckpt.json"
     cmd = [sys.executable, "-m", "cmsearch.cli", "ingest", str(path), "--index", index, "--create",
@@ -419,6 +426,7 @@ def test_sigterm_and_sighup_stop_the_cli_cleanly_and_the_rerun_finishes(local_en
     try:
         _wait_for_checkpoint(ckpt, proc, 8)
         proc.send_signal(sig)
+        slow_images.release.set()                                 # the images in flight may finish now
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -583,11 +583,19 @@ except IngestInterrupted as exc:
 
 
 class _SlowImages(BaseHTTPRequestHandler):
+    """Images served slowly; image ``hold_from`` and later wait for ``release``, so a load cannot
+    finish before the test has interrupted it, however busy the machine (see :func:`held_images`)."""
+
+    hold_from: int | None = None
+    release: threading.Event | None = None
+
     def log_message(self, *a):
         pass
 
     def do_GET(self):
         time.sleep(0.15)
+        if self.hold_from is not None and int(self.path.strip("/").split(".")[0]) >= self.hold_from:
+            self.release.wait(120)
         body = _png_bytes((int(self.path.strip("/").split(".")[0]) % 255, 10, 10))
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -595,12 +603,19 @@ class _SlowImages(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def held_images(hold_from: int) -> tuple[type, threading.Event]:
+    """A slow image handler whose images from ``hold_from`` on wait for the returned event."""
+    release = threading.Event()
+    return type("HeldImages", (_SlowImages,), {"hold_from": hold_from, "release": release}), release
+
+
 def test_ctrl_c_keeps_a_checkpoint_and_the_rerun_finishes(local_engine, os_client, fresh_index, tmp_path):
     import signal
     import subprocess
     import sys
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImages)
+    handler, release = held_images(20)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
@@ -618,6 +633,7 @@ def test_ctrl_c_keeps_a_checkpoint_and_the_rerun_finishes(local_engine, os_clien
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
+        release.set()                               # the images in flight may finish now
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 130, out + err
         assert "INTERRUPTED load interrupted" in out and "Run the same command again" in out
