@@ -51,9 +51,16 @@ def _exporter(backbone: str):
 
 
 def backbone_of(manifest: dict | None) -> str | None:
-    """The image backbone a manifest records (builds before the choice existed: its model name)."""
+    """The image backbone a manifest records; for builds before the choice existed, the one whose
+    weight package it names (else its model name)."""
     image = (manifest or {}).get("image") or {}
-    return image.get("backbone") or image.get("name")
+    if image.get("backbone"):
+        return image["backbone"]
+    package = (image.get("source") or {}).get("package")
+    for name in BACKBONES:
+        if package and _exporter(name).PACKAGE == package:
+            return name
+    return image.get("name")
 
 
 def _expected_sources(backbone: str = DEFAULT_BACKBONE) -> dict[str, tuple[str, str]]:
