@@ -66,19 +66,20 @@ def bootstrap_ci(x: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, fl
 
 
 # ----------------------------------------------------------------------------- timing
-def encode_time(models: Path, photos: list[str], threads: int, runs: int) -> dict:
-    enc = ImageEncoder(models, threads=threads)
-    pix = [enc_pre(enc, p) for p in photos[:runs]]
-    out_names = [enc.outputs["feature"]]
-    for x in pix[:10]:
-        enc.session.run(out_names, {enc.input_name: x})
-    times = []
-    for x in pix:
-        t0 = time.perf_counter()
-        enc.session.run(out_names, {enc.input_name: x})
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "n": len(times),
-            "variant": enc.variant}
+def encode_times(dirs: dict[str, Path], photos: list[str], threads: int, runs: int) -> dict[str, dict]:
+    """Per backbone, ms per image (batch 1), the backbones interleaved image by image, so that a
+    shared machine's load falls on all of them alike."""
+    encs = {name: ImageEncoder(d, threads=threads) for name, d in dirs.items()}
+    pix = {name: [enc_pre(e, p) for p in photos[:runs]] for name, e in encs.items()}
+    times: dict[str, list[float]] = {name: [] for name in encs}
+    for i in range(len(photos[:runs])):
+        for name, e in encs.items():
+            t0 = time.perf_counter()
+            e.session.run([e.outputs["feature"]], {e.input_name: pix[name][i]})
+            if i >= 10:                                            # the first ten warm up
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "n": len(t),
+                   "variant": encs[name].variant} for name, t in times.items()}
 
 
 def enc_pre(enc: ImageEncoder, path: str) -> np.ndarray:
@@ -194,14 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     photos = [str(args.data / "ikea" / json.loads(line)["image"])
               for line in (args.data / "ikea" / "products.jsonl").open() if json.loads(line).get("image")]
-    results: dict[str, dict] = {}
+    results: dict[str, dict] = {name: {} for name in backbones}
+    if "timing" not in args.skip:
+        for name, t in encode_times({n: Path(d) for n, d in backbones.items()}, photos, args.threads,
+                                    args.runs).items():
+            results[name]["encode"] = t
+            log(f"{name:20} encode batch 1, {args.threads} threads: median {t['median_ms']:.2f} ms, "
+                f"p90 {t['p90_ms']:.2f} ms ({t['variant']}, {t['n']} photos, interleaved)")
     for name, d in backbones.items():
         log(f"== {name} ({d})")
-        r: dict = {}
-        if "timing" not in args.skip:
-            r["encode"] = encode_time(Path(d), photos, args.threads, args.runs)
-            log(f"  encode batch 1, {args.threads} threads: median {r['encode']['median_ms']:.2f} ms, "
-                f"p90 {r['encode']['p90_ms']:.2f} ms ({r['encode']['variant']})")
+        r = results[name]
         fx = FeatureCache(Space.load(d, None, strict=True, threads=args.threads), args.cache, log=log)
         hits = {}
         if "ikea" not in args.skip:
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         if "grocery" not in args.skip:
             hits.update(grocery_hits(fx, args.work, seeds))
         r["hits"] = hits
-        results[name] = r
+    if not any(r.get("hits") for r in results.values()):
+        return 0
     base = next(iter(backbones))
     log(f"\nseeds {seeds}; 95 % intervals: bootstrap over queries; diff: paired bootstrap vs {base}")
     keys = list(results[base]["hits"])

@@ -1,8 +1,8 @@
 """Shop the look: a scene photo cut into region queries, each searched, the results merged per product.
 
 A room, a shelf or a street photo holds several products, and a whole-photo vector is the
-average of all of them, close to none. So the photo is cut into regions, the full frame plus
-n x n grids of overlapping windows (:func:`cut_regions`, pure); every region is embedded
+average of all of them, close to none. So the photo is cut into regions, overlapping square
+windows at a few scales (:func:`cut_regions`, pure); every region is embedded
 through the space in one batch (the same decode, preprocessing and heads as any query photo,
 :func:`region_requests`); each region runs as an ordinary photo search; and the lists are
 merged per product (:func:`merge_regions`): a product's score is its best score over the
