@@ -126,7 +126,9 @@ def sweep(args) -> int:
             qrels = {p: 1 for p in room["products"] if p in known}
             scores.append(ndcg_at_k(merged, qrels, 10))
         lo, hi = bootstrap(scores)
-        rows.append((f"grids {'+'.join(map(str, grids))} overlap {ov} {merge}", float(np.mean(scores)), lo, hi, scores))
+        label = ("grid 1 alone (1-2 square windows)" if grids == (1,) else
+                 f"grids {'+'.join(map(str, grids))} overlap {ov} {merge}")
+        rows.append((label, float(np.mean(scores)), lo, hi, scores))
         log(f"{rows[-1][0]:38} nDCG@10 {rows[-1][1]:.4f} [{lo:.4f}, {hi:.4f}]")
     best = max(rows[1:], key=lambda r: r[1])
     d, dlo, dhi = paired(rows[0][4], best[4])
@@ -139,6 +141,7 @@ def engine(args) -> int:
     from engine.client import ConnectionSettings
     from models.space import Space
     from query_builder import QueryImage, SearchRequest, Searcher
+    from query_builder.regions import region_requests
 
     client = ConnectionSettings.resolve(args.url).client()
     space = Space.load(args.models, args.heads, strict=False, threads=2)
@@ -146,24 +149,35 @@ def engine(args) -> int:
     spec = RegionSpec(grids=tuple(int(g) for g in args.grids.split(",")), overlap=args.overlap, merge=args.merge)
     rs = rooms(args.data, args.split)
     log(f"{len(rs)} {args.split} rooms on index {args.index}; regions {spec}")
+    searchers = {prof: Searcher(client, prof, space, index=args.index) for prof in args.profiles}
+    whole = {p: [] for p in args.profiles}
+    region = {p: [] for p in args.profiles}
+    times = {p: [] for p in args.profiles}
+    embed = []
+    for i, room in enumerate(rs):
+        req = SearchRequest(images=(QueryImage.from_path(args.data / "ikea" / room["image"]),), size=10)
+        qrels = {p: 1 for p in room["products"] if p in known}
+        t0 = time.perf_counter()
+        regions = region_requests(req, space, spec)      # embedded once, searched with every profile
+        embed.append(time.perf_counter() - t0)
+        for prof, searcher in searchers.items():
+            whole[prof].append(ndcg_at_k([h.id for h in searcher.search(req).hits], qrels, 10))
+            t0 = time.perf_counter()
+            res = searcher.search_regions(req, spec, regions=regions)
+            times[prof].append(time.perf_counter() - t0)
+            region[prof].append(ndcg_at_k([h.id for h in res.hits], qrels, 10))
+        if (i + 1) % 20 == 0:
+            log(f"  {i + 1}/{len(rs)} rooms: " + ", ".join(f"{p} {np.mean(region[p]):.4f}" for p in searchers))
+    log(f"cut + embed per room: median {np.median(embed) * 1000:.0f} ms ({len(regions)} regions in the last)")
     out = {}
     for prof in args.profiles:
-        searcher = Searcher(client, prof, space, index=args.index)
-        whole, region, times = [], [], []
-        for room in rs:
-            req = SearchRequest(images=(QueryImage.from_path(args.data / "ikea" / room["image"]),), size=10)
-            qrels = {p: 1 for p in room["products"] if p in known}
-            whole.append(ndcg_at_k([h.id for h in searcher.search(req).hits], qrels, 10))
-            t0 = time.perf_counter()
-            res = searcher.search_regions(req, spec)
-            times.append(time.perf_counter() - t0)
-            region.append(ndcg_at_k([h.id for h in res.hits], qrels, 10))
-        d, dlo, dhi = paired(whole, region)
-        (wlo, whi), (rlo, rhi) = bootstrap(whole), bootstrap(region)
-        log(f"{prof:16} whole photo {np.mean(whole):.4f} [{wlo:.4f}, {whi:.4f}]   regions {np.mean(region):.4f} "
+        w, r = whole[prof], region[prof]
+        d, dlo, dhi = paired(w, r)
+        (wlo, whi), (rlo, rhi) = bootstrap(w), bootstrap(r)
+        log(f"{prof:16} whole photo {np.mean(w):.4f} [{wlo:.4f}, {whi:.4f}]   regions {np.mean(r):.4f} "
             f"[{rlo:.4f}, {rhi:.4f}]   diff {d:+.4f} [{dlo:+.4f}, {dhi:+.4f}]   "
-            f"region search median {np.median(times) * 1000:.0f} ms")
-        out[prof] = {"whole": whole, "regions": region, "seconds": times}
+            f"searches of the regions median {np.median(times[prof]) * 1000:.0f} ms")
+        out[prof] = {"whole": w, "regions": r, "seconds": times[prof]}
     if args.json:
         args.json.write_text(json.dumps(out))
     return 0
@@ -180,9 +194,9 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=100, help="results per region in the sweep (the image profile's k)")
     ap.add_argument("--index", default="ikea")
     ap.add_argument("--profile", dest="profiles", action="append", default=[])
-    ap.add_argument("--grids", default="1,2,3")
-    ap.add_argument("--overlap", type=float, default=0.25)
-    ap.add_argument("--merge", default="max")
+    ap.add_argument("--grids", default=",".join(map(str, RegionSpec().grids)))
+    ap.add_argument("--overlap", type=float, default=RegionSpec().overlap)
+    ap.add_argument("--merge", default=RegionSpec().merge)
     ap.add_argument("--url", default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)

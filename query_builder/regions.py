@@ -58,7 +58,7 @@ class RegionSpec:
     - ``min_side``: a grid whose windows would be smaller than this (pixels) is left out.
     """
 
-    grids: tuple[int, ...] = (1, 2, 3)
+    grids: tuple[int, ...] = (1, 2, 3, 4)
     overlap: float = 0.25
     merge: str = "max"
     per_region: int = 50
@@ -91,7 +91,7 @@ def _spans(length: int, size: float, overlap: float) -> list[tuple[int, int]]:
             for i in range(count)]
 
 
-def cut_regions(width: int, height: int, grids: Sequence[int] = (1, 2, 3), overlap: float = 0.25,
+def cut_regions(width: int, height: int, grids: Sequence[int] = (1, 2, 3, 4), overlap: float = 0.25,
                 min_side: int = 32) -> tuple[Box, ...]:
     """The region boxes of a ``width`` x ``height`` photo: square windows, grid by grid.
 

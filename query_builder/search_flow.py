@@ -149,14 +149,21 @@ class SearcherCore:
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _region_builds(self, request: SearchRequest, spec: RegionSpec, vocab: Vocabulary,
-                       space_state: tuple[tuple[float, float], str | None]
+                       space_state: tuple[tuple[float, float], str | None],
+                       regions: Sequence[tuple[Box, SearchRequest]] | None = None
                        ) -> list[tuple[Box, SearchRequest, BuiltSearch]]:
-        """Cut, embed (CPU) and build one photo search per region; facets are asked of the first
-        region only (the whole photo), since a product's facets do not depend on the region."""
-        if self.space is None:
-            raise RequestError("a region search needs a searcher with a space (the models) to embed its regions")
+        """Cut, embed (CPU) and build one photo search per region (``regions``: already embedded
+        ones); facets are asked of the first region only, since a product's facets do not depend
+        on the region."""
+        if regions is None:
+            if self.space is None:
+                raise RequestError("a region search needs a searcher with a space (the models) to embed its "
+                                   "regions")
+            regions = region_requests(request, self.space, spec)
+        if not regions:
+            raise RequestError("a region search needs at least one region")
         out = []
-        for i, (box, req) in enumerate(region_requests(request, self.space, spec)):
+        for i, (box, req) in enumerate(regions):
             req = req if i == 0 else replace(req, facets=())
             out.append((box, req, self._build(req, vocab, space_state)))
         return out

@@ -36,10 +36,11 @@ def test_each_grid_covers_the_photo_with_square_windows_and_at_least_the_asked_o
     assert max(b.right for b in boxes) == w and max(b.bottom for b in boxes) == h
 
 
-def test_default_cut_of_a_square_photo_is_the_photo_then_2x2_and_3x3():
+def test_default_cut_of_a_square_photo_is_the_photo_then_2x2_3x3_and_4x4():
     boxes = cut_regions(500, 500)
     assert boxes[0] == Box(0, 0, 500, 500)
-    assert len(boxes) == 1 + 4 + 9 and len(set(boxes)) == len(boxes)
+    assert len(boxes) == 1 + 4 + 9 + 16 and len(set(boxes)) == len(boxes)
+    assert cut_regions(500, 500, RegionSpec().grids, RegionSpec().overlap) == boxes
     assert cut_regions(500, 500, (1, 1, 2)) == cut_regions(500, 500, (1, 2))
 
 
