@@ -127,7 +127,7 @@ def ikea_hits(fx: FeatureCache, work: Path, seeds: list[int]) -> dict:
 
 
 # ----------------------------------------------------------------------------- Grocery
-def grocery_hits(fx: FeatureCache, work: Path, seeds: list[int]) -> dict:
+def grocery_hits(fx: FeatureCache, work: Path, seeds: list[int], with_b: bool = True) -> dict:
     shelf = {s: [json.loads(line) for line in (work / "queries" / f"grocery_shelf_{s}.jsonl").open()]
              for s in ("val", "test")}
     batches = {s: fx.images([q["image"] for q in shelf[s]]) for s in shelf}
@@ -136,7 +136,7 @@ def grocery_hits(fx: FeatureCache, work: Path, seeds: list[int]) -> dict:
     capped.write_text("".join(json.dumps({**r, "images": r["images"][:64]}, ensure_ascii=False) + "\n" for r in
                               (json.loads(line) for line in (work / "grocery_with_shelf.jsonl").open())),
                       encoding="utf-8")
-    for variant, catalog in (("a", "grocery.jsonl"), ("b", capped.name)):
+    for variant, catalog in (("a", "grocery.jsonl"), ("b", capped.name))[:2 if with_b else 1]:
         products, _ = read_catalog(work / catalog)
         pid = [p.id for p in products]
         data = build_pairs(products, fx, DEFAULT_VIEWS).data
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--skip", action="append", default=[], help="timing|ikea|grocery (repeatable)")
+    ap.add_argument("--skip", action="append", default=[], help="timing|ikea|grocery|grocery-b (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ikea" not in args.skip:
             hits.update(ikea_hits(fx, args.work, seeds))
         if "grocery" not in args.skip:
-            hits.update(grocery_hits(fx, args.work, seeds))
+            hits.update(grocery_hits(fx, args.work, seeds, with_b="grocery-b" not in args.skip))
         r["hits"] = hits
     if not any(r.get("hits") for r in results.values()):
         return 0
