@@ -8,7 +8,6 @@ the half of the scene where it stands, through the API and through ``cmsearch se
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import shutil
