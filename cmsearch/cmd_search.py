@@ -1,4 +1,4 @@
-"""`cmsearch search "红色 椅子" [--image photo.jpg] [--brand X] [--explain] [--json]`: a thin shell over query_builder."""
+"""`cmsearch search "红色 椅子" [--image photo.jpg [--regions]] [--brand X] [--explain] [--json]`: a thin shell over query_builder."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,9 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from analysis import AliasError, AliasTable
-from query_builder import (BuildError, Filters, ProfileError, QueryImage, RequestError, SearchError, Searcher,
-                           SearchRequest, encode, load_profile, shipped_profiles)
+from query_builder import (BuildError, Filters, ProfileError, QueryImage, RegionSpec, RequestError, SearchError,
+                           Searcher, SearchRequest, encode, load_profile, shipped_profiles)
+from query_builder.regions import MERGES
 from query_builder.request import FACETS, NumberRange
 from query_builder.results import SearchResult
 
@@ -67,9 +68,14 @@ def render(result: SearchResult) -> str:
              f"retrievers: {', '.join(result.retrievers)} · {result.took_ms:.0f} ms"]
     cols = (("#", 3), ("score", 8), ("id", 12), ("title", 40), ("brand", 14), ("category", 14), ("price", 9),
             ("image", 24))
+    regions = any(h.region is not None for h in result.hits)
+    if regions:
+        cols = cols[:-1] + (("region (l,t,r,b)", 20), cols[-1])
     lines.append(" ".join(_fit(name, w) for name, w in cols))
     for i, h in enumerate(result.hits, start=1):
         row = (str(i), f"{h.score:.4f}", h.id, h.title, h.brand, h.category, _num(h.price), h.image_url or "")
+        if regions:
+            row = row[:-1] + (",".join(map(str, h.region)) if h.region else "", row[-1])
         lines.append(" ".join(_fit(v, w) for v, (_, w) in zip(row, cols)).rstrip())
         if h.explain is not None:
             for s in h.explain.retrievers:
@@ -116,6 +122,13 @@ def render(result: SearchResult) -> str:
 @click.option("--facet", "facets", multiple=True, type=click.Choice(FACETS), help="Facets to show (repeatable).")
 @click.option("--size", default=10, show_default=True)
 @click.option("--offset", default=0, show_default=True)
+@click.option("--regions", is_flag=True,
+              help="Shop the look: cut the one --image (a scene) into regions, search each, and list the "
+                   "products found with the region (box, in pixels) that found each.")
+@click.option("--region-grids", default=None, metavar="1,2,3",
+              help="With --regions: the n x n grids to cut (default: the shipped choice).")
+@click.option("--region-merge", type=click.Choice(MERGES), default=None,
+              help="With --regions: merge per product by best score (max) or reciprocal-rank sum (rrf).")
 @click.option("--explain", is_flag=True,
               help="Show every retriever's raw and normalized score, the boosts, and where the time went.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -127,12 +140,14 @@ def render(result: SearchResult) -> str:
 @connection_options
 def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, profile: str, brand: tuple[str, ...],
            category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
-           facets: tuple[str, ...], size: int, offset: int, explain: bool, as_json: bool, aliases: Path | None,
+           facets: tuple[str, ...], size: int, offset: int, regions: bool, region_grids: str | None,
+           region_merge: str | None, explain: bool, as_json: bool, aliases: Path | None,
            models_dir: Path | None, heads_dir: str | None, allow_other_space: bool, no_models: bool,
            ocr: bool) -> None:
     """Search the product index by QUERY text and/or --image photos."""
     t0 = time.perf_counter()
     try:
+        spec = _region_spec(regions, region_grids, region_merge, images, no_models)
         prof = load_profile(profile)
         table = AliasTable.load(aliases) if aliases else None
         price = NumberRange(price_min, price_max) if price_min is not None or price_max is not None else None
@@ -146,20 +161,25 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
     try:
         client = _TimedClient(conn.client())
         space, reader = (None, None) if no_models else open_space(client, index_name, models_dir, heads_dir, ocr=ocr)
-        searcher = Searcher(client, prof, None, index=index_name, aliases=table, ocr=reader,
-                            allow_other_space=allow_other_space)
+        searcher = Searcher(client, prof, space if spec is not None else None, index=index_name, aliases=table,
+                            ocr=reader, allow_other_space=allow_other_space)
         if space is not None:   # the space is checked against the index before anything is encoded
             Searcher(client, "bm25", space, index=index_name, allow_other_space=allow_other_space).index_space()
         searcher.vocabulary()
         timings["load"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        if space is not None:
-            request = encode(request, space, reader)
-        timings["encode"] = time.perf_counter() - t1
-        t2, client.seconds = time.perf_counter(), 0.0
-        result = searcher.search(request)
+        if spec is not None:   # regions are cut and embedded inside the region search
+            t2, client.seconds = time.perf_counter(), 0.0
+            result = searcher.search_regions(request, spec)
+        else:
+            if space is not None:
+                request = encode(request, space, reader)
+            timings["encode"] = time.perf_counter() - t1
+            t2, client.seconds = time.perf_counter(), 0.0
+            result = searcher.search(request)
         timings["engine"] = client.seconds
-        timings["build+fuse"] = time.perf_counter() - t2 - client.seconds
+        timings["encode+build+merge" if spec is not None else "build+fuse"] = (
+            time.perf_counter() - t2 - client.seconds)
     except RequestError as exc:          # e.g. an undecodable photo
         raise click.UsageError(str(exc)) from None
     except BuildError as exc:            # e.g. a photo for a text-only profile, or no heads for it
@@ -182,3 +202,25 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
             loaded = ", ".join(space.loaded()) if space is not None else "nothing"
             click.echo("time: " + " · ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items())
                        + f" (models opened: {loaded})")
+
+
+def _region_spec(regions: bool, grids: str | None, merge: str | None, images: tuple[Path, ...],
+                 no_models: bool) -> RegionSpec | None:
+    """The --regions settings, or None; a bad combination is a RequestError (a usage error)."""
+    if not regions:
+        if grids is not None or merge is not None:
+            raise RequestError("--region-grids and --region-merge go with --regions")
+        return None
+    if len(images) != 1:
+        raise RequestError(f"--regions takes exactly one --image (a scene photo), got {len(images)}")
+    if no_models:
+        raise RequestError("--regions needs the models to embed the regions; drop --no-models")
+    kw: dict = {}
+    if grids is not None:
+        try:
+            kw["grids"] = tuple(int(g) for g in grids.split(",") if g.strip())
+        except ValueError:
+            raise RequestError(f"--region-grids takes comma-separated integers like 1,2,3, got {grids!r}") from None
+    if merge is not None:
+        kw["merge"] = merge
+    return RegionSpec(**kw)

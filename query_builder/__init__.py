@@ -23,6 +23,7 @@ from .async_searcher import AsyncSearcher
 from .bodies import BuildError, BuiltSearch, SubQuery, build_search, fused_query_vector
 from .index_space import recorded_space, space_for_index
 from .query_vectors import QueryImageError, encode
+from .regions import Box, RegionSpec, cut_regions, merge_regions, region_requests
 from .facets import FacetBucket, Facets, facet_aggs, parse_facets
 from .fusion import FusedDoc, RankedList, combine, fuse, normalize_scores
 from .fusion_methods import (COMBINATION_METHODS, FUSION_METHODS, Combination, FusionMethod, register_combination,
@@ -42,6 +43,7 @@ __all__ = [
     "FacetSpec", "load_profile", "shipped_profiles",
     "understand", "Understanding", "CategoryBoost",
     "encode", "QueryImageError", "space_for_index", "recorded_space",
+    "RegionSpec", "Box", "cut_regions", "merge_regions", "region_requests",
     "build_search", "BuiltSearch", "SubQuery", "BuildError", "fused_query_vector",
     "SearchPipeline", "search_pipeline", "facet_aggs", "parse_facets", "Facets", "FacetBucket",
     "fuse", "normalize_scores", "combine", "RankedList", "FusedDoc",

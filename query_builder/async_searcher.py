@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from analysis import AliasTable, Vocabulary
 
@@ -18,6 +18,7 @@ from . import calls
 from .bodies import BuiltSearch
 from .fusion_probe import FusionCapabilities
 from .profile import Profile
+from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
 from .search_flow import SearcherCore
@@ -85,3 +86,15 @@ class AsyncSearcher(SearcherCore):
         built = await self.prepare(request)
         caps = await self.capabilities() if self._needs_capabilities(built) else None
         return await calls.run_async(self.client, self._search_flow(request, built, caps, t0))
+
+    async def search_regions(self, request: SearchRequest, spec: RegionSpec | None = None,
+                             regions: Sequence[tuple[Box, SearchRequest]] | None = None) -> SearchResult:
+        """Shop the look, as :meth:`Searcher.search_regions <query_builder.searcher.Searcher.search_regions>`;
+        cutting and embedding the regions runs in a worker thread."""
+        t0 = time.perf_counter()
+        spec = spec or RegionSpec()
+        space_state = await self.index_space()
+        vocab = await self.vocabulary()
+        prepared = await asyncio.to_thread(self._region_builds, request, spec, vocab, space_state, regions)
+        caps = await self.capabilities() if any(self._needs_capabilities(b) for _, _, b in prepared) else None
+        return await calls.run_async(self.client, self._regions_flow(request, spec, prepared, caps, t0))

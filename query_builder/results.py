@@ -40,6 +40,7 @@ class Hit:
     image_url: str | None      # the best-matching image when an image retriever ran, else the first one
     score: float
     explain: HitExplain | None = None
+    region: tuple[int, int, int, int] | None = None   # a region search: the box (left, top, right, bottom) that found it
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class SearchResult:
     took_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"hits": [asdict(h) for h in self.hits], "total": self.total, "facets": self.facets.to_dict(),
+        d = {"hits": [_hit_dict(h) for h in self.hits], "total": self.total, "facets": self.facets.to_dict(),
              "notes": list(self.notes), "fusion_path": self.fusion_path, "profile": self.profile,
              "retrievers": list(self.retrievers), "took_ms": round(self.took_ms, 1)}
         if self.understanding is not None:
@@ -63,6 +64,15 @@ class SearchResult:
             d["understanding"] = {"text": u.text, "tokens": list(u.tokens), "brands": list(u.brands),
                                   "categories": [asdict(c) for c in u.categories]}
         return d
+
+
+def _hit_dict(h: Hit) -> dict[str, Any]:
+    d = asdict(h)
+    if h.region is None:      # only region searches carry a box
+        del d["region"]
+    else:
+        d["region"] = list(h.region)
+    return d
 
 
 def _url_from(src: Mapping[str, Any]) -> str | None:

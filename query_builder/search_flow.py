@@ -39,12 +39,13 @@ from .bodies import BuiltSearch, build_search
 from .calls import Flow
 from .dsl import Bool, Exists, Knn, Nested, transform
 from .query_vectors import encode
+from .regions import Box, RegionSpec, merge_regions, region_requests
 from .explain import explain_hits, ranked_lists
 from .facets import Facets, parse_facets
 from .fusion import fuse
 from .fusion_probe import FusionCapabilities
 from .profile import Profile, load_profile
-from .request import SearchRequest
+from .request import RequestError, SearchRequest
 from .results import SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
 from .understand import understand
@@ -183,6 +184,26 @@ class SearcherCore:
         built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
+    def _region_builds(self, request: SearchRequest, spec: RegionSpec, vocab: Vocabulary,
+                       space_state: tuple[tuple[float, float], str | None],
+                       regions: Sequence[tuple[Box, SearchRequest]] | None = None
+                       ) -> list[tuple[Box, SearchRequest, BuiltSearch]]:
+        """Cut, embed (CPU) and build one photo search per region (``regions``: already embedded
+        ones); facets are asked of the first region only, since a product's facets do not depend
+        on the region."""
+        if regions is None:
+            if self.space is None:
+                raise RequestError("a region search needs a searcher with a space (the models) to embed its "
+                                   "regions")
+            regions = region_requests(request, self.space, spec)
+        if not regions:
+            raise RequestError("a region search needs at least one region")
+        out = []
+        for i, (box, req) in enumerate(regions):
+            req = req if i == 0 else replace(req, facets=())
+            out.append((box, req, self._build(req, vocab, space_state)))
+        return out
+
     def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
         """(fused weights, warning or None) from the index's mapping; a different space raises."""
         from models.identity import SpaceIdentity, mismatch_message
@@ -277,6 +298,25 @@ class SearcherCore:
         return SearchResult(hits=tuple(hits), total=total, facets=facets, notes=tuple(notes), fusion_path=path,
                             profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
                             took_ms=(time.perf_counter() - t0) * 1000)
+
+    def _regions_flow(self, request: SearchRequest, spec: RegionSpec,
+                      prepared: Sequence[tuple[Box, SearchRequest, BuiltSearch]], caps: FusionCapabilities | None,
+                      t0: float) -> Flow[SearchResult]:
+        """Each region's search as the ordinary flow, then one list merged per product."""
+        results = []
+        for _, req, built in prepared:
+            results.append((yield from self._search_flow(req, built, caps, t0)))
+        merged = merge_regions([[(h.id, h.score) for h in r.hits] for r in results], spec.merge, spec.rrf_k)
+        page = merged[request.offset: request.offset + request.size]
+        hit_in = [{h.id: h for h in r.hits} for r in results]
+        hits = tuple(replace(hit_in[r][doc], score=score, region=prepared[r][0].as_tuple()) for doc, score, r in page)
+        first = results[0]
+        grids = "+".join(f"{n}x{n}" for n in spec.grids)
+        notes = [f"regions: {len(prepared)} boxes ({grids}, overlap {spec.overlap:g}), merged by {spec.merge}",
+                 *dict.fromkeys(n for r in results for n in r.notes)]
+        return SearchResult(hits=hits, total=len(merged), facets=first.facets, notes=tuple(notes),
+                            fusion_path=first.fusion_path, profile=self.profile.name, retrievers=first.retrievers,
+                            understanding=first.understanding, took_ms=(time.perf_counter() - t0) * 1000)
 
     def _ensure_pipeline(self, built: BuiltSearch) -> Flow[None]:
         p = built.pipeline

