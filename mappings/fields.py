@@ -39,9 +39,9 @@ PREDICTED_CATEGORY = "predicted_category"
 # Chinese query helpers (issue 13): syllables and initials of title, brand and category values
 # (one array element each, so a phrase never runs from one into the next), and the distinct
 # words of those values, which the vocabulary reads for spelling corrections
-PINYIN = "pinyin"                    # "lian yi qun" (toneless syllables, Latin words kept)
+PINYIN = "pinyin_full"                   # "lian yi qun" (toneless syllables, Latin words kept)
 PINYIN_INITIALS = "pinyin_initials"  # "l y q"
-TERMS = "terms"                      # keyword: every word of the title, brand and category
+TERMS = "lexicon"                    # keyword: every word of the title, brand and category
 
 # vectors
 TEXT_VECTOR = "text_vector"          # title+description in the shared text-image space

@@ -167,7 +167,7 @@ def test_plain_query_keeps_its_single_multi_match():
 
 def test_pinyin_query_adds_a_phrase_reading():
     body = json.dumps(_lexical("nike yundongxie"), ensure_ascii=False)
-    assert '"match_phrase": {"pinyin": {"query": "yun dong xie"}}' in body and "reading:pinyin" in body
+    assert '"match_phrase": {"pinyin_full": {"query": "yun dong xie"}}' in body and "reading:pinyin" in body
     body = json.dumps(_lexical("ydx"), ensure_ascii=False)
     assert '"pinyin_initials": {"query": "y d x"}' in body
 
