@@ -14,7 +14,7 @@ as phone keyboards type it.
 A Latin word is read as pinyin only when it segments completely into valid syllables
 (:func:`segment`) and is not a word the caller knows (the index's own Latin words and brand
 names: ``nike`` would segment as ``ni ke``); a single syllable alone is not pinyin (``man``,
-``long`` are English too).  A word of 2 to 6 consonants that is no known word reads as
+``long`` are English too).  A word of 2 to 12 consonants that is no known word reads as
 initials (``ydx``); words with a vowel are never initials (``ahc`` is a brand, not 啊…).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ _CONSONANTS = frozenset("bpmfdtnlgkhjqxrzcsyw")
 _ALPHA = re.compile(r"^[a-z]+$")
 _SPLIT = re.compile(r"[^a-z0-9]+")
 MAX_SEGMENTATIONS = 3
-MAX_INITIALS = 6
+MAX_INITIALS = 12
 
 _lock = threading.Lock()
 _syllable_set: frozenset[str] | None = None

@@ -74,7 +74,7 @@ def test_recognizer_runs_and_negatives():
     assert find_pinyin(["china"], known={"china"}) == ()
     assert find_pinyin(["man"]) == () and find_pinyin(["long"]) == ()
     assert find_pinyin(["ahc"]) == () and find_pinyin(["sk2"]) == ()
-    assert find_pinyin(["bcdfghjk"]) == ()   # too long to be initials
+    assert find_pinyin(["bcdfghjklmnpq"]) == ()   # too long to be initials
 
 
 def test_enricher_writes_pinyin_initials_and_terms():
