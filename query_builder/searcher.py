@@ -38,6 +38,8 @@ class Searcher(SearcherCore):
       index's facets on first use and re-read after ``vocabulary_max_age_s``
       or on :meth:`refresh_vocabulary`.
     - ``capabilities``: skip probing (e.g. share one probe between searchers).
+    - ``synonyms``: a :class:`analysis.synonyms.SynonymTable` for the lexical retriever; unset,
+      the profile's ``synonyms`` file (if it names one) is read once here.
 
     **Thread safety**: one ``Searcher`` may be shared by any number of threads (a
     backend's worker pool), and a search gives the same result whichever thread runs
