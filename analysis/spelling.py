@@ -73,6 +73,7 @@ class Speller:
             if _LATIN.match(t) and len(t) >= MIN_LATIN - 1:
                 self._latin.setdefault((t[0], len(t)), []).append((t, df))
         self._by_sound: dict[str, list[tuple[str, int]]] | None = None
+        self._by_initials: dict[str, list[tuple[str, int]]] | None = None
         self._lock = threading.Lock()
 
     def known(self, word: str) -> bool:
@@ -80,15 +81,58 @@ class Speller:
 
     def _sound_index(self) -> dict[str, list[tuple[str, int]]]:
         with self._lock:
-            if self._by_sound is None:
+            return self._sound_index_unlocked()
+
+    def _sound_index_unlocked(self) -> dict[str, list[tuple[str, int]]]:
+        """Pinyin (toneless syllables) -> the indexed Chinese words so spelled, commonest first;
+        the caller holds the lock."""
+        if self._by_sound is None:
+            index: dict[str, list[tuple[str, int]]] = {}
+            for t, df in self.terms.items():
+                if 2 <= len(t) <= _MAX_HAN and all(is_cjk(ch) for ch in t):
+                    index.setdefault(_sound(t), []).append((t, df))
+            for v in index.values():
+                v.sort(key=lambda td: (-td[1], td[0]))
+            self._by_sound = index
+        return self._by_sound
+
+    def _initials_index(self) -> dict[str, list[tuple[str, int]]]:
+        with self._lock:
+            if self._by_initials is None:
                 index: dict[str, list[tuple[str, int]]] = {}
-                for t, df in self.terms.items():
-                    if 2 <= len(t) <= _MAX_HAN and all(is_cjk(ch) for ch in t):
-                        index.setdefault(_sound(t), []).append((t, df))
+                for key, words in self._sound_index_unlocked().items():
+                    index.setdefault("".join(s[0] for s in key.split(" ")), []).extend(words)
                 for v in index.values():
                     v.sort(key=lambda td: (-td[1], td[0]))
-                self._by_sound = index
-            return self._by_sound
+                self._by_initials = index
+            return self._by_initials
+
+    def words_for_pinyin(self, sylls: tuple[str, ...], *, initials: bool = False) -> tuple[str, ...]:
+        """Indexed Chinese words spelled by these syllables (or initials), left to right.
+
+        The sequence is cut into pieces of two to four syllables that each spell an indexed word
+        (the commonest one for that spelling), covering as many syllables as possible with as
+        few pieces as possible; a syllable no word covers is left out.  This is how pinyin
+        typed as one run (``boniaosuanximiannai``) meets listings that do not spell the
+        phrase contiguously: the words (玻尿酸, 洗面奶) are searched like typed Chinese ones.
+        """
+        index = self._initials_index() if initials else self._sound_index()
+        keys = [s[0] for s in sylls] if initials else list(sylls)
+        n = len(keys)
+        sep = "" if initials else " "
+        # best[i]: (covered syllables, -pieces, words) for keys[:i]
+        best: list[tuple[int, int, tuple[str, ...]]] = [(0, 0, ())] * (n + 1)
+        for i in range(1, n + 1):
+            cand = (best[i - 1][0], best[i - 1][1], best[i - 1][2])      # keys[i-1] left out
+            for length in range(2, min(_MAX_HAN, i) + 1):
+                words = index.get(sep.join(keys[i - length:i]))
+                if words:
+                    prev = best[i - length]
+                    option = (prev[0] + length, prev[1] - 1, (*prev[2], words[0][0]))
+                    if option[:2] > cand[:2]:
+                        cand = option
+            best[i] = cand
+        return best[n][2]
 
     def latin(self, word: str) -> Correction | None:
         """The known word a misspelled Latin word most likely means, or None."""

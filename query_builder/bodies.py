@@ -220,7 +220,8 @@ def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -
 
     - the words, ``multi_match`` over the profile's fields with its minimum match;
     - pinyin: the other words as above, and every pinyin run as a phrase on the pinyin (or
-      initials) field, any of its segmentations (``lian yi qun``);
+      initials) field, any of its segmentations (``lian yi qun``); or the other words with the
+      indexed Chinese words the runs spell (``boniaosuan`` -> 玻尿酸), matched like typed ones;
     - fuzzy: the other words as above, and each unknown Latin word fuzzily (``fuzziness: AUTO``,
       first letter kept) in titles and brands;
     - the corrected words (``连衣裙`` for ``连衣群``), and each synonym variant.
@@ -240,7 +241,9 @@ def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -
             field_name = fields.PINYIN_INITIALS if r.kind == INITIALS else fields.PINYIN
             phrases = tuple(MatchPhrase(field_name, p) for p in r.phrases())
             runs.append(phrases[0] if len(phrases) == 1 else Bool(should=phrases, minimum_should_match=1))
-        readings.append(Bool(must=((words(rest),) if rest else ()) + tuple(runs), boost=lex.pinyin,
+        phrases = Bool(must=((words(rest),) if rest else ()) + tuple(runs))
+        spelled = (words((*rest, *u.pinyin_words)),) if u.pinyin_words else ()
+        readings.append(Bool(should=(phrases, *spelled), minimum_should_match=1, boost=lex.pinyin,
                              name="reading:pinyin"))
     if u.fuzzy_words:
         fuzzy = set(u.fuzzy_words)

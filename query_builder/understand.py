@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis import BRAND_MENTION, Mentions, Tokenizer, Vocabulary, normalize_text
-from analysis.pinyin import PinyinRun, find_pinyin
+from analysis.pinyin import INITIALS, PinyinRun, find_pinyin
 from analysis.spelling import MIN_LATIN, Correction
 from analysis.synonyms import SynonymMatch, SynonymTable
 
@@ -40,6 +40,7 @@ class Understanding:
     notes: tuple[str, ...] = ()
     original: str = ""                       # the query text as typed
     pinyin: tuple[PinyinRun, ...] = ()       # query words read as pinyin or initials
+    pinyin_words: tuple[str, ...] = ()       # the indexed Chinese words those runs spell
     fuzzy_words: tuple[str, ...] = ()        # Latin words the index does not know: matched fuzzily
     corrections: tuple[Correction, ...] = ()
     did_you_mean: str | None = None          # the query with the corrections applied
@@ -142,6 +143,12 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
     if profile.lexical.pinyin > 0 and tokens:
         runs = find_pinyin(tokens, vocabulary.latin_words() if vocabulary is not None else ())
     in_runs = {i for r in runs for i in range(r.start, r.end)}
+    pinyin_words: list[str] = []
+    if runs and vocabulary is not None and vocabulary.terms:
+        speller = vocabulary.speller()
+        for r in runs:
+            spelled = [speller.words_for_pinyin(reading, initials=r.kind == INITIALS) for reading in r.readings]
+            pinyin_words.extend(max(spelled, key=lambda ws: sum(len(w) for w in ws)))
     fuzzy, corrections, did_you_mean, corrected = _corrections(norm, tokens, in_runs, vocabulary, profile,
                                                                tokenizer)
 
@@ -171,6 +178,7 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
     brands = tuple(dict.fromkeys((*mentions.brands, *photo_mentions.brands)))
     return Understanding(text=norm, tokens=tuple(tokens), brands=brands, categories=categories,
                          mentions=mentions, photo_mentions=photo_mentions, notes=tuple(notes),
-                         original=request.text or "", pinyin=runs, fuzzy_words=fuzzy, corrections=corrections,
+                         original=request.text or "", pinyin=runs, pinyin_words=tuple(pinyin_words),
+                         fuzzy_words=fuzzy, corrections=corrections,
                          did_you_mean=did_you_mean, corrected_tokens=corrected, synonyms=syn_matches,
                          synonym_variants=variants)
