@@ -196,3 +196,18 @@ def test_profile_switches():
         load_profile({"name": "p", "retrievers": ["lexical"], "lexical": {"fuzzy": "yes"}})
     with pytest.raises(ProfileError, match="synonyms"):
         load_profile({"name": "p", "retrievers": ["lexical"], "synonyms": ""})
+
+
+def test_pinyin_spells_indexed_words():
+    s = Speller({"玻尿酸": 10, "洗面奶": 8, "洗面": 2, "运动鞋": 2})
+    assert s.words_for_pinyin(("bo", "niao", "suan", "xi", "mian", "nai")) == ("玻尿酸", "洗面奶")
+    assert s.words_for_pinyin(tuple("bnsxmn"), initials=True) == ("玻尿酸", "洗面奶")
+    assert s.words_for_pinyin(("ni", "hao")) == ()
+
+
+def test_pinyin_reading_searches_the_spelled_words():
+    vocab = Vocabulary(brands=["ahc"], terms={"玻尿酸": 10, "洗面奶": 8, "ahc": 3})
+    prof = load_profile("bm25")
+    u = understand(SearchRequest(text="AHC boniaosuanximiannai"), prof, Tokenizer(vocab.words()), vocab)
+    assert u.pinyin_words == ("玻尿酸", "洗面奶")
+    assert '"query": "ahc 玻尿酸 洗面奶"' in json.dumps(lexical_query(u, prof).to_dict(), ensure_ascii=False)
