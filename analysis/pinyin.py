@@ -175,14 +175,15 @@ def find_pinyin(tokens: Sequence[str], known: Collection[str] = ()) -> tuple[Pin
     """Runs of the query's tokens that read as pinyin or initials (see the module docstring).
 
     ``known``: normalized Latin words that are words, not pinyin (the index's own words,
-    brand names).  Adjacent pinyin tokens form one run (``lian yi qun``); a run needs at least
-    two syllables.
+    brand names); a known word that is a single syllable still joins a run (titles write
+    ``lan kou`` too), and a run needs at least two syllables, so ``man`` alone stays English.
+    Adjacent pinyin tokens form one run (``lian yi qun``).
     """
     out: list[PinyinRun] = []
     i, n = 0, len(tokens)
     while i < n:
         tok = tokens[i]
-        if tok in known or not _ALPHA.match(tok.replace("'", "")):
+        if (tok in known and segment(tok)[:1] != [(tok,)]) or not _ALPHA.match(tok.replace("'", "")):
             i += 1
             continue
         if _initials(tok):
@@ -190,9 +191,10 @@ def find_pinyin(tokens: Sequence[str], known: Collection[str] = ()) -> tuple[Pin
             i += 1
             continue
         j, parts = i, []
-        while j < n and tokens[j] not in known and not _initials(tokens[j]):
+        while j < n and not _initials(tokens[j]):
             seg = segment(tokens[j])
-            if not seg:
+            # a known word ends the run, unless it is one syllable (listings spell 蔻 as "kou" too)
+            if not seg or (tokens[j] in known and seg[0] != (tokens[j],)):
                 break
             parts.append(seg)
             j += 1

@@ -112,7 +112,8 @@ class Speller:
 
         The sequence is cut into pieces of two to four syllables that each spell an indexed word
         (the commonest one for that spelling), covering as many syllables as possible with as
-        few pieces as possible; a syllable no word covers is left out.  This is how pinyin
+        few pieces as possible, then with the commonest words; a syllable no word covers is
+        left out.  This is how pinyin
         typed as one run (``boniaosuanximiannai``) meets listings that do not spell the
         phrase contiguously: the words (玻尿酸, 洗面奶) are searched like typed Chinese ones.
         """
@@ -120,19 +121,19 @@ class Speller:
         keys = [s[0] for s in sylls] if initials else list(sylls)
         n = len(keys)
         sep = "" if initials else " "
-        # best[i]: (covered syllables, -pieces, words) for keys[:i]
-        best: list[tuple[int, int, tuple[str, ...]]] = [(0, 0, ())] * (n + 1)
+        # best[i]: (covered syllables, -pieces, products holding the words, words) for keys[:i]
+        best: list[tuple[int, int, int, tuple[str, ...]]] = [(0, 0, 0, ())] * (n + 1)
         for i in range(1, n + 1):
-            cand = (best[i - 1][0], best[i - 1][1], best[i - 1][2])      # keys[i-1] left out
+            cand = best[i - 1]                                    # keys[i-1] left out
             for length in range(2, min(_MAX_HAN, i) + 1):
                 words = index.get(sep.join(keys[i - length:i]))
                 if words:
                     prev = best[i - length]
-                    option = (prev[0] + length, prev[1] - 1, (*prev[2], words[0][0]))
-                    if option[:2] > cand[:2]:
+                    option = (prev[0] + length, prev[1] - 1, prev[2] + words[0][1], (*prev[3], words[0][0]))
+                    if option[:3] > cand[:3]:
                         cand = option
             best[i] = cand
-        return best[n][2]
+        return best[n][3]
 
     def latin(self, word: str) -> Correction | None:
         """The known word a misspelled Latin word most likely means, or None."""

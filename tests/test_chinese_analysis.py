@@ -211,3 +211,11 @@ def test_pinyin_reading_searches_the_spelled_words():
     u = understand(SearchRequest(text="AHC boniaosuanximiannai"), prof, Tokenizer(vocab.words()), vocab)
     assert u.pinyin_words == ("玻尿酸", "洗面奶")
     assert '"query": "ahc 玻尿酸 洗面奶"' in json.dumps(lexical_query(u, prof).to_dict(), ensure_ascii=False)
+
+
+def test_known_single_syllables_join_a_pinyin_run():
+    runs = find_pinyin(["lan", "kou", "xiao", "hei", "ping"], known={"kou", "nike"})
+    assert [(r.start, r.end) for r in runs] == [(0, 5)]
+    assert find_pinyin(["nike", "kou"], known={"kou", "nike"}) == ()    # one syllable alone is no run
+    s = Speller({"小黑": 50, "瓶眼": 1, "眼霜": 300})
+    assert s.words_for_pinyin(("xiao", "hei", "ping", "yan", "shuang")) == ("小黑", "眼霜")
