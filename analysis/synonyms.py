@@ -14,6 +14,12 @@ before, and ``T恤`` in the file meets ``t恤`` in a title because both went thr
 normalizer and tokenizer.  Synonyms only change what a query asks for, never what is indexed.
 
 A line that is not a rule (an empty side, ``=>`` twice) is an error naming the file and line.
+
+No starter list ships.  The candidate, ``data/dictionary/synonym/CoreSynonym.txt`` in the Maven jar
+``com.hankcs:hanlp:portable-1.8.6``, is HIT IR-Lab's Tongyici Cilin (Extended); the jar's POM
+declares Apache-2.0 for HanLP but the jar carries no license text for that data, and HIT shares
+the list under its own resource agreement (research use), so its terms do not clearly allow
+shipping it.
 """
 from __future__ import annotations
 
