@@ -5,13 +5,67 @@ Both sides of the index must see the same characters: a shopper who types
 accent, has to match a title written ``SK-II`` or ``estee lauder``.  Every
 string that reaches the tokenizer, the brand normaliser or the vocabulary goes
 through :func:`normalize_text` first, so the rules live in exactly one place.
+
+Traditional characters become simplified ones (``連衣裙`` -> ``连衣裙``) with OpenCC's
+``t2s`` tables (``opencc-python-reimplemented``, Apache-2.0, pure Python): a shopper in Hong
+Kong or Taiwan types traditional characters, most listings are simplified, and BM25 only
+meets what is spelled the same.  OpenCC converts phrases before characters, so ``乾隆``
+stays and ``乾燥`` becomes ``干燥``.
 """
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
+from functools import lru_cache
+from pathlib import Path
 
-__all__ = ["normalize_text", "fold_key", "is_cjk", "has_cjk"]
+import opencc
+from opencc import OpenCC
+
+__all__ = ["normalize_text", "fold_key", "is_cjk", "has_cjk", "to_simplified"]
+
+_t2s_lock = threading.Lock()
+_t2s: tuple[OpenCC, frozenset[str]] | None = None
+
+
+def _converter() -> tuple[OpenCC, frozenset[str] | None]:
+    """OpenCC ``t2s`` and the characters its tables may change (None: unknown, convert everything).
+
+    The character set comes from the package's own ``TS*.txt`` tables (one ``traditional TAB
+    simplified`` pair a line); text holding none of them is returned as it is, without a parse.
+    """
+    global _t2s
+    with _t2s_lock:
+        if _t2s is None:
+            cc = OpenCC("t2s")
+            cc.convert("體")       # loads its dictionaries now, under the lock (read-only afterwards)
+            starts: set[str] | None = set()
+            tables = sorted((Path(opencc.__file__).parent / "dictionary").glob("TS*.txt"))
+            for table in tables:
+                for line in table.read_text(encoding="utf-8").splitlines():
+                    key, _, values = line.partition("\t")
+                    for value in values.split(" "):
+                        if key == value:
+                            continue
+                        # the characters that change (all of the key when the lengths differ)
+                        starts.update(k for k, v in zip(key, value) if k != v) if len(key) == len(value) \
+                            else starts.update(key)
+            _t2s = (cc, frozenset(starts) if tables else None)
+        return _t2s
+
+
+@lru_cache(maxsize=65536)
+def _convert(text: str) -> str:
+    return _converter()[0].convert(text)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese -> simplified (OpenCC ``t2s``: phrases first, then characters)."""
+    cc_starts = _converter()[1]
+    if cc_starts is not None and not any(ch in cc_starts for ch in text):
+        return text
+    return _convert(text)
 
 _WHITESPACE = re.compile(r"\s+")
 # characters that only join or separate Latin words and carry no meaning of their own
@@ -43,6 +97,7 @@ def normalize_text(text: str | None) -> str:
       (``ＡＨＣ１２３`` -> ``ahc123``, ``，`` -> ``,``), the ideographic space becomes
       a space, compatibility forms collapse (``ﬁ`` -> ``fi``).
     - Latin case folding (``Estée`` -> ``estee``: case and accents folded).
+    - traditional Chinese -> simplified (``連衣裙`` -> ``连衣裙``, :func:`to_simplified`).
     - control and format characters (zero-width spaces, BOM, bidi marks) are
       removed; tabs and newlines count as whitespace.
     - runs of whitespace collapse to one space, ends stripped.
@@ -61,7 +116,7 @@ def normalize_text(text: str | None) -> str:
             continue
         else:
             chars.append(ch)
-    text = "".join(chars).casefold()
+    text = to_simplified("".join(chars).casefold())
     text = _fold_latin_accents(text)
     return _WHITESPACE.sub(" ", text).strip()
 

@@ -45,7 +45,7 @@ jieba.setLogLevel(logging.WARNING)
 
 # raised whenever a change to the rules below makes the same text give other tokens: ingest
 # records it in every product's text hash, so a re-run rewrites the text fields it changed
-SEGMENTATION_VERSION = 2
+SEGMENTATION_VERSION = 3   # 3: traditional characters normalized to simplified
 
 _base_lock = threading.Lock()
 _base: tuple[dict[str, int], int] | None = None

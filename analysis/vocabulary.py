@@ -246,8 +246,12 @@ class Vocabulary:
     """
 
     def __init__(self, brands: Iterable[str] = (), category_paths: Iterable[str] = (),
-                 aliases: AliasTable | None = None) -> None:
+                 aliases: AliasTable | None = None, terms: Mapping[str, int] | None = None) -> None:
         self.aliases = aliases or AliasTable()
+        # the index's words (titles, brands, categories) -> products holding them: what spelling
+        # corrections may propose and which Latin words are words rather than pinyin
+        self.terms: Mapping[str, int] = MappingProxyType(dict(terms or {}))
+        self._speller = None
         brand_set = {b.strip() for b in brands if b and b.strip()}
         brand_set |= set(self.aliases.brands)
         paths: set[str] = set()
@@ -300,6 +304,23 @@ class Vocabulary:
         self._lengths = sorted({len(s) for s in self._table}, reverse=True)
 
     # --- use ---------------------------------------------------------------------------
+    def speller(self):
+        """Corrections against :attr:`terms` (:class:`analysis.spelling.Speller`, built once)."""
+        if self._speller is None:
+            from .spelling import Speller
+
+            self._speller = Speller(self.terms)   # a race builds two equal ones; either is kept
+        return self._speller
+
+    def latin_words(self) -> frozenset[str]:
+        """Latin words the index knows (its words, brand and category spellings): never pinyin."""
+        words = getattr(self, "_latin_words", None)
+        if words is None:
+            words = frozenset(w for w in (*self.terms, *(p for s in self._table for p in s.split(" ")))
+                              if w.isascii() and w.isalpha())
+            self._latin_words = words
+        return words
+
     def words(self) -> list[str]:
         """Surfaces to keep whole in segmentation (user words for :class:`analysis.Tokenizer`)."""
         return sorted(s for s in self._table if " " not in s and len(s) >= 2)
@@ -372,5 +393,6 @@ class Vocabulary:
         return len(self.brands) + len(self.category_paths)
 
     def __repr__(self) -> str:
-        return f"Vocabulary(brands={len(self.brands)}, categories={len(self.category_paths)})"
+        return (f"Vocabulary(brands={len(self.brands)}, categories={len(self.category_paths)}, "
+                f"terms={len(self.terms)})")
 

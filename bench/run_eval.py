@@ -9,7 +9,7 @@ Usage::
 
     python bench/run_eval.py [--judgments DIR] [--set ikea_type_color ...] [--profile bm25 ...]
                              [--index catalog=index ...] [--limit N] [--to-index [cmsearch-eval]]
-                             [--json OUT] [--models DIR] [--no-models] [--url URL]
+                             [--json OUT] [--models DIR] [--no-models] [--url URL] [--synonyms FILE]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
+from analysis.synonyms import SynonymTable  # noqa: E402
 from engine.client import ConnectionSettings  # noqa: E402
 from evaluation import results_index  # noqa: E402
 from evaluation.judgments import load_judgments  # noqa: E402
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", type=Path, default=None, help="model directory")
     ap.add_argument("--no-models", action="store_true", help="no encoders: lexical retrieval only")
     ap.add_argument("--url", default=None, help="cluster URL (default: the local node)")
+    ap.add_argument("--synonyms", type=Path, default=None, help="synonym file (Solr format) for every profile")
     args = ap.parse_args(argv)
 
     manifest_path = args.judgments / "judgments.json"
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     index_of = {m["catalog"]: m["catalog"] for m in manifest.values()} | parse_index_map(args.index_map)
     profiles = [load_profile(p) for p in (args.profiles or [p for p in STANDARD if p in shipped_profiles()])]
     metrics = parse_metrics(args.metrics) if args.metrics else DEFAULT_METRICS
+    synonyms = SynonymTable.load(args.synonyms) if args.synonyms else None
     conn = ConnectionSettings.resolve(args.url)
     client = conn.client()
     factories: dict[str, SearchFactory] = {}
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             space = None if args.no_models else open_space(client, index, args.models, None)[0]
             for p in getattr(space, "problems", ()):
                 print(f"note: {p}", file=sys.stderr)
-            factories[index] = SearchFactory(client, index, space)
+            factories[index] = SearchFactory(client, index, space, synonyms=synonyms)
         factory = factories[index]
         t0 = time.perf_counter()
         run = run_profiles(js, {p.name: factory(p) for p in profiles}, metrics, run_id=f"{run_id}-{name}")

@@ -7,6 +7,7 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from analysis import AliasError, AliasTable
+from analysis.synonyms import SynonymError, SynonymTable
 from evaluation import events as ev
 from evaluation import results_index
 from evaluation.click_model import ClickModelConfig, judgments_from_events
@@ -27,6 +28,8 @@ STANDARD_PROFILES = ("bm25", "dense_text", "image", "hybrid_minmax", "hybrid_rrf
 def _models_options(fn):
     fn = click.option("--aliases", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                       help="Brand/category alias file (JSON, see analysis/vocabulary.py).")(fn)
+    fn = click.option("--synonyms", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                      help="Synonym file (Solr format) for the lexical retriever, instead of the profiles' own.")(fn)
     fn = click.option("--ocr", is_flag=True, help="Read text off query photos (rapidocr).")(fn)
     fn = click.option("--no-models", is_flag=True, help="Load no encoders: only lexical retrieval can run.")(fn)
     return space_options(fn)
@@ -43,15 +46,17 @@ def _judgments_options(fn):
     return fn
 
 
-def _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases) -> SearchFactory:
+def _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases,
+             synonyms=None) -> SearchFactory:
     try:
         table = AliasTable.load(aliases) if aliases else None
-    except AliasError as exc:
+        syn = SynonymTable.load(synonyms) if synonyms else None
+    except (AliasError, SynonymError) as exc:
         raise click.UsageError(str(exc)) from None
     client = conn.client()
     space, reader = (None, None) if no_models else open_space(client, index_name, models_dir, heads_dir, ocr=ocr)
     factory = SearchFactory(client, index_name, space, aliases=table, ocr=reader,
-                            allow_other_space=allow_other_space)
+                            allow_other_space=allow_other_space, synonyms=syn)
     if space is not None:
         try:
             factory.searcher("bm25")   # the index's space is checked here, before any query is encoded
@@ -90,7 +95,7 @@ def _progress(profile: str, done: int, total: int) -> None:
 @_models_options
 @connection_options
 def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, metrics, to_index, run_id, json_out,
-             worst, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases):
+             worst, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases, synonyms):
     """Score profiles side by side on a judgment set: nDCG, recall, MRR, per query and averaged."""
     js = _load(judgments_path, queries_file, limit)
     try:
@@ -99,7 +104,7 @@ def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, me
         loaded = [load_profile(p) for p in names]
     except (ValueError, ProfileError) as exc:
         raise click.UsageError(str(exc)) from None
-    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases)
+    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases, synonyms)
     try:
         searches = {p.name: factory(p) for p in loaded}
         run = run_profiles(js, searches, specs, run_id=run_id or new_run_id(), progress=_progress)
@@ -138,7 +143,7 @@ def eval_cmd(conn, index_name, judgments_path, queries_file, limit, profiles, me
 @connection_options
 def tune(conn, index_name, judgments_path, queries_file, limit, base_profile, out_file, tuned_name, trials,
          time_budget, holdout, seed, metric, space_file, show_space, models_dir, heads_dir, allow_other_space,
-         no_models, ocr, aliases):
+         no_models, ocr, aliases, synonyms):
     """Random-search a profile's weights, k and boosts on a train split; report held-out queries.
 
     The weights of the fused vector are not tuned: they are the index's, recorded with its space.
@@ -154,7 +159,7 @@ def tune(conn, index_name, judgments_path, queries_file, limit, base_profile, ou
         click.echo(json.dumps(space.to_dict(), indent=2))
         return
     js = _load(judgments_path, queries_file, limit)
-    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases)
+    factory = _factory(conn, index_name, models_dir, heads_dir, allow_other_space, no_models, ocr, aliases, synonyms)
 
     def report(trial):
         score = "rejected" if trial.train_score is None else f"{trial.train_score:.4f}"

@@ -10,6 +10,7 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from analysis import AliasError, AliasTable
+from analysis.synonyms import SynonymError, SynonymTable
 from query_builder import (BuildError, Filters, ProfileError, QueryImage, RegionSpec, RequestError, SearchError,
                            Searcher, SearchRequest, encode, load_profile, shipped_profiles)
 from query_builder.regions import MERGES
@@ -101,6 +102,16 @@ def render(result: SearchResult) -> str:
         lines.append("")
         lines.append("understood: " + ", ".join([*(f"brand {b}" for b in u.brands),
                                                   *(f"category {c.path} ({c.source})" for c in u.categories)]))
+    if u is not None:
+        if u.original and u.text != " ".join(u.original.split()):
+            lines.append(f"normalized: {u.text}")
+        for r in u.pinyin:
+            lines.append(f"pinyin: {r.surface} -> {' | '.join(r.phrases())} ({r.kind})")
+        for m in u.synonyms:
+            lines.append(f"synonyms: {m.surface} {'->' if m.replace else '~'} "
+                         f"{', '.join(' '.join(a) for a in m.alternatives)}")
+    if result.did_you_mean:
+        lines.append(f"did you mean: {result.did_you_mean}")
     for note in result.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -134,6 +145,8 @@ def render(result: SearchResult) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--aliases", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Brand/category alias file (JSON, see analysis/vocabulary.py).")
+@click.option("--synonyms", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Synonym file (Solr format: 'a, b, c' or 'a => b') for the lexical retriever.")
 @space_options
 @click.option("--no-models", is_flag=True, help="Do not load encoders: lexical search only.")
 @click.option("--ocr", is_flag=True, help="Read text off the query photo to recognize its brand (rapidocr).")
@@ -142,7 +155,8 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
            category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
            facets: tuple[str, ...], size: int, offset: int, regions: bool, region_grids: str | None,
            region_merge: str | None, explain: bool, as_json: bool, aliases: Path | None,
-           models_dir: Path | None, heads_dir: str | None, allow_other_space: bool, no_models: bool,
+           synonyms: Path | None, models_dir: Path | None, heads_dir: str | None, allow_other_space: bool,
+           no_models: bool,
            ocr: bool) -> None:
     """Search the product index by QUERY text and/or --image photos."""
     t0 = time.perf_counter()
@@ -150,19 +164,20 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
         spec = _region_spec(regions, region_grids, region_merge, images, no_models)
         prof = load_profile(profile)
         table = AliasTable.load(aliases) if aliases else None
+        syn = SynonymTable.load(synonyms) if synonyms else None
         price = NumberRange(price_min, price_max) if price_min is not None or price_max is not None else None
         request = SearchRequest(
             text=query, images=tuple(QueryImage.from_path(p) for p in images),
             filters=Filters(brand=brand, category=category, price=price, attribute=attr),
             facets=facets, size=size, offset=offset, explain=explain)
-    except (RequestError, ProfileError, AliasError) as exc:
+    except (RequestError, ProfileError, AliasError, SynonymError) as exc:
         raise click.UsageError(str(exc)) from None
     timings: dict[str, float] = {}
     try:
         client = _TimedClient(conn.client())
         space, reader = (None, None) if no_models else open_space(client, index_name, models_dir, heads_dir, ocr=ocr)
         searcher = Searcher(client, prof, space if spec is not None else None, index=index_name, aliases=table,
-                            ocr=reader, allow_other_space=allow_other_space)
+                            ocr=reader, allow_other_space=allow_other_space, synonyms=syn)
         if space is not None:   # the space is checked against the index before anything is encoded
             Searcher(client, "bm25", space, index=index_name, allow_other_space=allow_other_space).index_space()
         searcher.vocabulary()
@@ -180,7 +195,7 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
         timings["engine"] = client.seconds
         timings["encode+build+merge" if spec is not None else "build+fuse"] = (
             time.perf_counter() - t2 - client.seconds)
-    except RequestError as exc:          # e.g. an undecodable photo
+    except (RequestError, SynonymError) as exc:   # an undecodable photo, the profile's synonym file
         raise click.UsageError(str(exc)) from None
     except BuildError as exc:            # e.g. a photo for a text-only profile, or no heads for it
         extra = "; ".join(getattr(space, "problems", ()) or ())

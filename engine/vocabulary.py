@@ -19,17 +19,25 @@ from mappings import fields
 __all__ = ["PAGE_SIZE", "VocabularySearches", "vocabulary_searches", "read_vocabulary"]
 
 PAGE_SIZE = 1000
+# the index's words read for spelling corrections: the commonest this many (a terms
+# aggregation by document count), which bounds the read on a catalog of any size
+MAX_TERMS = 50_000
 
 # yields a search body for the index, is sent its response, returns the vocabulary
 VocabularySearches = Generator[dict[str, Any], Mapping[str, Any], Vocabulary]
 
 
-def vocabulary_searches(aliases: AliasTable | None = None, *, page_size: int = PAGE_SIZE) -> VocabularySearches:
+def vocabulary_searches(aliases: AliasTable | None = None, *, page_size: int = PAGE_SIZE,
+                        max_terms: int = MAX_TERMS) -> VocabularySearches:
     """Every brand and category path of an index, by paged composite aggregations (no ``terms``
-    size limit cuts a term off); an empty index gives an empty vocabulary."""
+    size limit cuts a term off), and its commonest ``max_terms`` words; an empty index gives an
+    empty vocabulary."""
     brands = yield from _all_terms(fields.BRAND, page_size)
     paths = yield from _all_terms(fields.CATEGORY_PATH, page_size)
-    return Vocabulary(brands=brands, category_paths=paths, aliases=aliases)
+    resp = yield {"size": 0, "aggs": {"terms": {"terms": {"field": fields.TERMS, "size": max_terms}}}}
+    buckets = ((resp.get("aggregations") or {}).get("terms") or {}).get("buckets") or []
+    terms = {str(b["key"]): int(b["doc_count"]) for b in buckets}
+    return Vocabulary(brands=brands, category_paths=paths, aliases=aliases, terms=terms)
 
 
 def read_vocabulary(client: Any, index: str, aliases: AliasTable | None = None, *,

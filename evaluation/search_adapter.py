@@ -48,8 +48,9 @@ class SearchFactory:
     """``factory(profile) -> SearchFn`` over one product index, sharing encodings, vocabulary and capabilities."""
 
     def __init__(self, client: Any, index: str, space: Any = None, *, aliases: Any = None, ocr: Any = None,
-                 allow_other_space: bool = False):
+                 allow_other_space: bool = False, synonyms: Any = None):
         self.client = client
+        self.synonyms = synonyms   # a SynonymTable for every profile (else each profile's own file)
         self.index = index
         self.space = space
         self.ocr = ocr
@@ -82,7 +83,8 @@ class SearchFactory:
     def searcher(self, profile: Profile | str | Mapping[str, Any]) -> Searcher:
         vocab, caps = self._shared()
         return Searcher(self.client, load_profile(profile), None, index=self.index, aliases=self.aliases,
-                        vocabulary=vocab, vocabulary_max_age_s=float("inf"), capabilities=caps)
+                        vocabulary=vocab, vocabulary_max_age_s=float("inf"), capabilities=caps,
+                        synonyms=self.synonyms)
 
     def __call__(self, profile: Profile | str | Mapping[str, Any]) -> SearchFn:
         """A search callable; a malformed profile raises ``ProfileError`` (a ``ValueError``) here."""

@@ -36,6 +36,13 @@ ATTRIBUTES = "attributes"            # original attribute object, stored only
 ATTR_TERMS = "attr_terms"            # "key=value" keywords for attribute filters
 PREDICTED_CATEGORY = "predicted_category"
 
+# Chinese query helpers (issue 13): syllables and initials of title, brand and category values
+# (one array element each, so a phrase never runs from one into the next), and the distinct
+# words of those values, which the vocabulary reads for spelling corrections
+PINYIN = "pinyin_full"                   # "lian yi qun" (toneless syllables, Latin words kept)
+PINYIN_INITIALS = "pinyin_initials"  # "l y q"
+TERMS = "lexicon"                    # keyword: every word of the title, brand and category
+
 # vectors
 TEXT_VECTOR = "text_vector"          # title+description in the shared text-image space
 FUSED_VECTOR = "fused_vector"        # normalize(w_img * image + w_txt * text)
@@ -59,6 +66,7 @@ def nested(field: str) -> str:
 
 CATEGORY_LEVEL_FIELDS = tuple(category_level(i) for i in range(CATEGORY_LEVELS))
 TEXT_FIELDS = (TITLE, DESCRIPTION, BRAND_TEXT, CATEGORY_TEXT, OCR_TEXT)
+PINYIN_FIELDS = (PINYIN, PINYIN_INITIALS)
 VECTOR_FIELDS = (TEXT_VECTOR, FUSED_VECTOR, nested(IMAGE_VECTOR), nested(IMAGE_FEATURE))
 FILTERABLE = {
     "brand": BRAND,

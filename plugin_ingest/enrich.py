@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from analysis import AliasTable, Tokenizer, Vocabulary, category_ancestors, normalize_brand, normalize_text
+from analysis.pinyin import PINYIN_VERSION, initials_text, pinyin_text
 from mappings import fields as F
 
 from .schema import Product
@@ -33,7 +34,7 @@ from .schema import Product
 __all__ = ["Enricher", "ContentHash", "build_vocabulary", "category_value", "TEXT_FIELDS_FOR_UPDATE",
            "passage_text", "ENRICH_VERSION"]
 
-ENRICH_VERSION = "enrich-1"
+ENRICH_VERSION = "enrich-2"   # 2: pinyin, initials and terms fields
 INCOMPLETE = "incomplete"
 MAX_ATTR_TERM_CHARS = 256      # longer attribute values are stored, not made into filter terms
 PASSAGE_MAX_CHARS = 1000
@@ -43,7 +44,9 @@ TEXT_FIELDS_FOR_UPDATE = (
     F.ID, F.TITLE, F.TITLE_RAW, F.DESCRIPTION, F.DESCRIPTION_RAW, F.BRAND, F.BRAND_TEXT,
     F.CATEGORY_PATH, F.CATEGORY_LEAF, *F.CATEGORY_LEVEL_FIELDS, F.CATEGORY_TEXT,
     F.ACCESSORY_OF, F.RELATED, F.SERIES, F.PRICE, F.RATING, F.ATTRIBUTES, F.ATTR_TERMS,
+    F.PINYIN, F.PINYIN_INITIALS, F.TERMS,
 )
+MAX_TERM_CHARS = 64            # the terms keyword's ignore_above
 
 
 def category_value(levels: Sequence[str]) -> str:
@@ -132,6 +135,7 @@ class Enricher:
         self.text_fields = tuple(text_fields)
         self.text_identity = _digest({"version": ENRICH_VERSION, "words": list(tokenizer.user_words),
                                       "hmm": tokenizer.hmm, "segmentation": tokenizer.version,
+                                      "pinyin": PINYIN_VERSION,
                                       "aliases": aliases.to_dict() if aliases is not None else None})
 
     # -- pieces --------------------------------------------------------------------------
@@ -212,6 +216,7 @@ class Enricher:
             for i, name in enumerate(p.category[: F.CATEGORY_LEVELS]):
                 doc[F.category_level(i)] = name
             doc[F.CATEGORY_TEXT] = tk.field_text(" ".join(p.category))
+        self._chinese_fields(doc, p)
         if p.accessory_of:
             doc[F.ACCESSORY_OF] = self.relation_values(p.accessory_of)
         if p.related:
@@ -228,6 +233,20 @@ class Enricher:
             if terms:
                 doc[F.ATTR_TERMS] = terms
         return doc
+
+    def _chinese_fields(self, doc: dict[str, Any], p: Product) -> None:
+        """Pinyin and initials of the title, brand spellings and category names (one array
+        element each), and the distinct words of the same values (the speller's vocabulary)."""
+        values = [p.title, *(self.brand_spellings(p.brand) if p.brand else ()), *(p.category or ())]
+        full = [t for t in (pinyin_text(v) for v in values) if t]
+        initials = [t for t in (initials_text(v) for v in values) if t]
+        if full:
+            doc[F.PINYIN] = list(dict.fromkeys(full))
+        if initials:
+            doc[F.PINYIN_INITIALS] = list(dict.fromkeys(initials))
+        words = [w for v in values for w in self.tokenizer.tokens(v, for_index=True) if len(w) <= MAX_TERM_CHARS]
+        if words:
+            doc[F.TERMS] = list(dict.fromkeys(words))
 
     def update_fields(self, p: Product) -> dict[str, Any]:
         """The partial-update body: every text field, the absent ones set to null."""

@@ -39,10 +39,10 @@ class AsyncSearcher(SearcherCore):
                  space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
                  capabilities: FusionCapabilities | None = None, ocr: Any = None,
-                 allow_other_space: bool = False) -> None:
+                 allow_other_space: bool = False, synonyms: Any = None) -> None:
         super().__init__(client, profile, space, index=index, aliases=aliases, vocabulary=vocabulary,
                          vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities, ocr=ocr,
-                         allow_other_space=allow_other_space)
+                         allow_other_space=allow_other_space, synonyms=synonyms)
         self._probe_lock: asyncio.Lock | None = None
 
     async def capabilities(self) -> FusionCapabilities:

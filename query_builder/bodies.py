@@ -20,7 +20,9 @@ from analysis import Vocabulary
 from mappings import fields
 
 from .boosts import BOOST_KINDS, EXPANSION_KINDS, Boost, boost_clauses, plan_boosts
-from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MultiMatch, Nested, Query
+from analysis.pinyin import INITIALS
+
+from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MatchPhrase, MultiMatch, Nested, Query
 from .facets import facet_aggs
 from .filters import filter_clauses, filter_query
 from .profile import FusionSpec, Profile, RetrieverSpec
@@ -206,6 +208,60 @@ class BuiltSearch:
         return lines
 
 
+# the fields a misspelled Latin word is matched fuzzily in: where brands and English titles are
+FUZZY_FIELDS = (fields.TITLE, fields.BRAND_TEXT)
+
+
+def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -> Query:
+    """The words as typed, or any of the other readings the understanding found.
+
+    Each reading is one should-clause, so a product matches if any reading does, and one that
+    matches several (the words *and* their pinyin) scores higher:
+
+    - the words, ``multi_match`` over the profile's fields with its minimum match;
+    - pinyin: the other words as above, and every pinyin run as a phrase on the pinyin (or
+      initials) field, any of its segmentations (``lian yi qun``); or the other words with the
+      indexed Chinese words the runs spell (``boniaosuan`` -> 玻尿酸), matched like typed ones;
+    - fuzzy: the other words as above, and each unknown Latin word fuzzily (``fuzziness: AUTO``,
+      first letter kept) in titles and brands;
+    - the corrected words (``连衣裙`` for ``连衣群``), and each synonym variant.
+    """
+    lex = profile.lexical
+
+    def words(tokens) -> MultiMatch:
+        return MultiMatch(" ".join(tokens), lex.fields, type=lex.type, minimum_should_match=lex.minimum_should_match)
+
+    literal = words(u.tokens)
+    readings: list[Query] = []
+    if u.pinyin:
+        covered = {i for r in u.pinyin for i in range(r.start, r.end)}
+        rest = [t for i, t in enumerate(u.tokens) if i not in covered]
+        runs = []
+        for r in u.pinyin:
+            field_name = fields.PINYIN_INITIALS if r.kind == INITIALS else fields.PINYIN
+            phrases = tuple(MatchPhrase(field_name, p) for p in r.phrases())
+            runs.append(phrases[0] if len(phrases) == 1 else Bool(should=phrases, minimum_should_match=1))
+        phrases = Bool(must=((words(rest),) if rest else ()) + tuple(runs))
+        spelled = (words((*rest, *u.pinyin_words)),) if u.pinyin_words else ()
+        readings.append(Bool(should=(phrases, *spelled), minimum_should_match=1, boost=lex.pinyin,
+                             name="reading:pinyin"))
+    if u.fuzzy_words:
+        fuzzy = set(u.fuzzy_words)
+        rest = [t for t in u.tokens if t not in fuzzy]
+        clauses = tuple(MultiMatch(w, tuple((f, wt) for f, wt in lex.fields if f in FUZZY_FIELDS) or lex.fields,
+                                   type="best_fields", fuzziness="AUTO", prefix_length=1)
+                        for w in u.fuzzy_words)
+        readings.append(Bool(must=((words(rest),) if rest else ()) + clauses, name="reading:fuzzy"))
+    if u.corrected_tokens and u.corrected_tokens != u.tokens:
+        readings.append(Bool(must=(words(u.corrected_tokens),), name="reading:corrected"))
+    for variant in u.synonym_variants:
+        readings.append(Bool(must=(words(variant),), name="reading:synonym"))
+    if not readings:
+        return MultiMatch(literal.query, lex.fields, type=lex.type, minimum_should_match=lex.minimum_should_match,
+                          name=name)
+    return Bool(should=(literal, *readings), minimum_should_match=1, name=name)
+
+
 def _query_vector(entry: RetrieverKind, vectors: QueryVectors, fused: tuple[float, ...] | None
                   ) -> tuple[float, ...] | None:
     return fused if entry.vector == VECTOR_FUSED else getattr(vectors, entry.vector)
@@ -275,8 +331,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     expansions = tuple(b for b in boosts if b.kind in retrieving)
     for spec in active:
         if spec.entry.lexical:
-            mm = MultiMatch(understanding.lexical_text, profile.lexical.fields, type=profile.lexical.type,
-                            minimum_should_match=profile.lexical.minimum_should_match, name=spec.kind)
+            mm = lexical_query(understanding, profile, name=spec.kind)
             # brand and category boosts lift what the words matched (unless the profile's
             # lexical.boosts_retrieve says otherwise); accessories and related products are
             # retrieved too: their titles may never say the words (a phone case for 手机).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 __all__ = ["Query", "Term", "Terms", "Ids", "Exists", "Range", "MultiMatch", "ConstantScore", "Bool", "Knn", "InnerHits",
-           "Nested", "Hybrid", "MatchAll", "MatchNone", "vector_tuple", "transform"]
+           "Nested", "Hybrid", "MatchAll", "MatchNone", "MatchPhrase", "vector_tuple", "transform"]
 
 
 @runtime_checkable
@@ -118,6 +118,8 @@ class MultiMatch:
     minimum_should_match: str | None = None
     boost: float | None = None
     name: str | None = None
+    fuzziness: str | None = None       # e.g. "AUTO" (not with cross_fields)
+    prefix_length: int | None = None   # leading characters a fuzzy match keeps
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -128,7 +130,24 @@ class MultiMatch:
         }
         if self.minimum_should_match is not None:
             body["minimum_should_match"] = self.minimum_should_match
+        if self.fuzziness is not None:
+            body["fuzziness"] = self.fuzziness
+        if self.prefix_length is not None:
+            body["prefix_length"] = self.prefix_length
         return {"multi_match": _common(body, self.boost, self.name)}
+
+
+@dataclass(frozen=True)
+class MatchPhrase:
+    """``match_phrase`` on one pre-tokenized field: the words in this order, side by side."""
+
+    field: str
+    query: str
+    boost: float | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"match_phrase": {self.field: _common({"query": self.query}, self.boost, self.name)}}
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,16 @@ class LexicalSpec:
     mostly two or three words, and jieba sometimes splits a product word in two,
     so demanding every word of a longer query would lose good matches.
 
+    What Chinese shoppers type besides the words themselves (each an extra way for a product to
+    match, next to the words as typed; none of them changes a query that needs no help):
+
+    - ``pinyin``: the weight of a phrase match on the pinyin fields for query words that read as
+      pinyin or initials (``lianyiqun``, ``ydx``); 0 turns it off.
+    - ``fuzzy``: Latin words of four or more letters that the index does not know also match
+      one or two edits away (``fuzziness: AUTO``, first letter kept).
+    - ``corrections``: a Chinese run that reads like an indexed word it is not (``连衣群``) also
+      searches that word, and the result says "did you mean".
+
     ``boosts_retrieve``: a product of a recognized brand or category is a lexical match even
     when the words miss it.  Good for BM25 alone (recall: Product1M nDCG@10 0.51 -> 0.62), bad
     inside a hybrid, where the k-NN retrievers supply that recall and boost-only matches squeeze
@@ -128,10 +138,15 @@ class LexicalSpec:
     type: str = "cross_fields"
     minimum_should_match: str = "2<-1 5<75%"
     boosts_retrieve: bool = False
+    pinyin: float = 1.0
+    fuzzy: bool = True
+    corrections: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.boosts_retrieve, bool):
-            raise ProfileError("lexical boosts_retrieve must be true or false")
+        for flag in ("boosts_retrieve", "fuzzy", "corrections"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ProfileError(f"lexical {flag} must be true or false")
+        _positive(self.pinyin, "lexical pinyin", allow_zero=True)
         pairs = self.fields.items() if isinstance(self.fields, Mapping) else self.fields
         out = []
         for name, weight in pairs:
@@ -157,7 +172,8 @@ class LexicalSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"fields": dict(self.fields), "type": self.type, "minimum_should_match": self.minimum_should_match,
-                "boosts_retrieve": self.boosts_retrieve}
+                "boosts_retrieve": self.boosts_retrieve, "pinyin": self.pinyin, "fuzzy": self.fuzzy,
+                "corrections": self.corrections}
 
 
 @dataclass(frozen=True)
@@ -289,6 +305,9 @@ class Profile:
     - ``nested_overfetch``: k multiplier for k-NN over the nested image vectors,
       whose efficient filtering can return fewer than k products.
     - ``max_query_chars`` / ``max_query_tokens``: longer text is truncated, with a note.
+    - ``synonyms``: a synonym file (Solr format, :mod:`analysis.synonyms`) applied to the
+      lexical retriever's query; a relative path is read from the profile file's folder.
+      ``--synonyms`` on the command line takes precedence.
     - ``verbose_query_words``: a query of at least this many words (a pasted description, a
       sentence) runs without the text k-NN retrievers when the lexical one runs: on such
       queries BM25 is nearly always right and text k-NN only pulls lookalikes above the
@@ -308,8 +327,11 @@ class Profile:
     max_query_chars: int = 256
     max_query_tokens: int = 32
     verbose_query_words: int = 0
+    synonyms: str | None = None
 
     def __post_init__(self) -> None:
+        if self.synonyms is not None and (not isinstance(self.synonyms, str) or not self.synonyms.strip()):
+            raise ProfileError("synonyms must be the path of a synonym file")
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.name):
             raise ProfileError(f"profile name {self.name!r} must be 1-64 letters, digits, '_', '.', '-'")
         rs = tuple(r if isinstance(r, RetrieverSpec) else RetrieverSpec.from_dict(r) for r in self.retrievers)
@@ -402,6 +424,9 @@ def load_profile(source: str | Path | Mapping[str, Any] | Profile) -> Profile:
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{where}: not valid JSON ({exc})") from None
     try:
-        return Profile.from_dict(data)
+        profile = Profile.from_dict(data)
     except ProfileError as exc:
         raise ProfileError(f"{where}: {exc}") from None
+    if profile.synonyms and path.is_file() and not Path(profile.synonyms).is_absolute():
+        profile = profile.with_(synonyms=str(path.resolve().parent / profile.synonyms))
+    return profile

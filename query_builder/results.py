@@ -11,7 +11,7 @@ from .retrievers import RETRIEVERS
 from .understand import Understanding
 
 __all__ = ["RetrieverScore", "HitExplain", "Hit", "SearchResult", "hit_from_source", "hit_id", "best_image_url",
-           "matched_boosts"]
+           "matched_boosts", "understanding_extras"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,30 @@ class SearchResult:
         if self.understanding is not None:
             u = self.understanding
             d["understanding"] = {"text": u.text, "tokens": list(u.tokens), "brands": list(u.brands),
-                                  "categories": [asdict(c) for c in u.categories]}
+                                  "categories": [asdict(c) for c in u.categories], **understanding_extras(u)}
+            d["did_you_mean"] = u.did_you_mean
         return d
+
+    @property
+    def did_you_mean(self) -> str | None:
+        """The query with spelling corrections applied, when any was (its words were searched too)."""
+        return self.understanding.did_you_mean if self.understanding is not None else None
+
+
+def understanding_extras(u: Understanding) -> dict[str, Any]:
+    """What explain shows of the Chinese query helpers: the query as typed, its pinyin readings,
+    corrections and synonyms (empty parts left out)."""
+    out: dict[str, Any] = {"original": u.original}
+    if u.pinyin:
+        out["pinyin"] = [{"words": r.surface, "kind": r.kind, "readings": list(r.phrases())} for r in u.pinyin]
+    if u.fuzzy_words:
+        out["fuzzy"] = list(u.fuzzy_words)
+    if u.corrections:
+        out["corrections"] = [asdict(c) for c in u.corrections]
+    if u.synonyms:
+        out["synonyms"] = [{"words": m.surface, "alternatives": [" ".join(a) for a in m.alternatives],
+                            "replace": m.replace} for m in u.synonyms]
+    return out
 
 
 def _hit_dict(h: Hit) -> dict[str, Any]:

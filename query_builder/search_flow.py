@@ -31,6 +31,7 @@ from typing import Any, Mapping, Sequence
 from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary
+from analysis.synonyms import SynonymTable
 from engine.vocabulary import vocabulary_searches
 from mappings import fields
 
@@ -111,9 +112,12 @@ class SearcherCore:
                  space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
                  capabilities: FusionCapabilities | None = None, ocr: Any = None,
-                 allow_other_space: bool = False) -> None:
+                 allow_other_space: bool = False, synonyms: SynonymTable | None = None) -> None:
         self.client = client
         self.profile = load_profile(profile)
+        # the request's synonyms, else the profile's file (read once; a bad file is an error now)
+        self.synonyms = synonyms if synonyms is not None else \
+            SynonymTable.load(self.profile.synonyms) if self.profile.synonyms else None
         self.space = space
         self.ocr = ocr
         self.allow_other_space = allow_other_space
@@ -180,7 +184,7 @@ class SearcherCore:
         weights, warning = space_state
         if self.space is not None:
             request = encode(request, self.space, self.ocr)
-        u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
+        u = understand(request, self.profile, self._tokenizer_for(vocab), vocab, self.synonyms)
         built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
         return replace(built, notes=(warning, *built.notes)) if warning else built
 

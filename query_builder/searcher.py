@@ -39,6 +39,8 @@ class Searcher(SearcherCore):
       index's facets on first use and re-read after ``vocabulary_max_age_s``
       or on :meth:`refresh_vocabulary`.
     - ``capabilities``: skip probing (e.g. share one probe between searchers).
+    - ``synonyms``: a :class:`analysis.synonyms.SynonymTable` for the lexical retriever; unset,
+      the profile's ``synonyms`` file (if it names one) is read once here.
 
     **Thread safety**: one ``Searcher`` may be shared by any number of threads (a
     backend's worker pool), and a search gives the same result whichever thread runs
@@ -55,10 +57,10 @@ class Searcher(SearcherCore):
                  space: Any = None, *, index: str = "products", aliases: AliasTable | None = None,
                  vocabulary: Vocabulary | None = None, vocabulary_max_age_s: float = 600.0,
                  capabilities: FusionCapabilities | None = None, ocr: Any = None,
-                 allow_other_space: bool = False) -> None:
+                 allow_other_space: bool = False, synonyms: Any = None) -> None:
         super().__init__(client, profile, space, index=index, aliases=aliases, vocabulary=vocabulary,
                          vocabulary_max_age_s=vocabulary_max_age_s, capabilities=capabilities, ocr=ocr,
-                         allow_other_space=allow_other_space)
+                         allow_other_space=allow_other_space, synonyms=synonyms)
         self._probe_lock = threading.Lock()
 
     # --- state found once ---------------------------------------------------------------

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from analysis import BRAND_MENTION, Mentions, Tokenizer, Vocabulary, normalize_text
+from analysis.pinyin import INITIALS, PinyinRun, find_pinyin
+from analysis.spelling import MIN_LATIN, Correction
+from analysis.synonyms import SynonymMatch, SynonymTable
 
 from .profile import Profile
 from .request import SearchRequest
@@ -35,6 +38,15 @@ class Understanding:
     mentions: Mentions = Mentions()          # found in the query text
     photo_mentions: Mentions = Mentions()    # found in the photo's OCR text
     notes: tuple[str, ...] = ()
+    original: str = ""                       # the query text as typed
+    pinyin: tuple[PinyinRun, ...] = ()       # query words read as pinyin or initials
+    pinyin_words: tuple[str, ...] = ()       # the indexed Chinese words those runs spell
+    fuzzy_words: tuple[str, ...] = ()        # Latin words the index does not know: matched fuzzily
+    corrections: tuple[Correction, ...] = ()
+    did_you_mean: str | None = None          # the query with the corrections applied
+    corrected_tokens: tuple[str, ...] = ()   # its words, searched too (Chinese corrections)
+    synonyms: tuple[SynonymMatch, ...] = ()
+    synonym_variants: tuple[tuple[str, ...], ...] = ()   # the query's words with a synonym swapped in
 
     @property
     def lexical_text(self) -> str:
@@ -56,8 +68,61 @@ def _truncate(text: str, limit: int) -> str:
     return cut.rstrip()
 
 
+MAX_SYNONYM_VARIANTS = 8
+
+
+def _apply_synonyms(tokens: list[str], table: SynonymTable, tokenizer: Tokenizer
+                    ) -> tuple[list[str], tuple[SynonymMatch, ...], tuple[tuple[str, ...], ...]]:
+    """Explicit rules rewrite the words; equivalences give variants with one synonym swapped in."""
+    matches = table.matches(tokens, tokenizer)
+    out: list[str] = []
+    variants: list[tuple[str, ...]] = []
+    pos = 0
+    spans = []                                  # (start, end) of each match in ``out``
+    for m in matches:
+        out.extend(tokens[pos:m.start])
+        start = len(out)
+        out.extend(m.alternatives[0] if m.replace else tokens[m.start:m.end])
+        spans.append((start, len(out), m))
+        pos = m.end
+    out.extend(tokens[pos:])
+    for start, end, m in spans:
+        for alt in (m.alternatives[1:] if m.replace else m.alternatives):
+            variants.append((*out[:start], *alt, *out[end:]))
+    return out, matches, tuple(dict.fromkeys(variants))[:MAX_SYNONYM_VARIANTS]
+
+
+def _corrections(norm: str, tokens: list[str], pinyin_tokens: set[int], vocabulary: Vocabulary | None,
+                 profile: Profile, tokenizer: Tokenizer) -> tuple[tuple[str, ...], tuple[Correction, ...],
+                                                             str | None, tuple[str, ...]]:
+    """(fuzzy words, corrections, did-you-mean text, corrected words to search too)."""
+    terms = vocabulary.terms if vocabulary is not None else {}
+    fuzzy: list[str] = []
+    if profile.lexical.fuzzy:
+        for i, t in enumerate(tokens):
+            if i not in pinyin_tokens and len(t) >= MIN_LATIN and t.isascii() and t.isalpha() and t not in terms:
+                fuzzy.append(t)
+    if not profile.lexical.corrections or not terms:
+        return tuple(fuzzy), (), None, ()
+    speller = vocabulary.speller()
+    found = list(speller.homophones(norm))
+    han = bool(found)
+    for w in fuzzy:
+        c = speller.latin(w)
+        if c is not None:
+            found.append(c)
+    if not found:
+        return tuple(fuzzy), (), None, ()
+    fixed = norm
+    for c in found:
+        fixed = fixed.replace(c.wrong, c.right) if c.kind != "spelling" else \
+            " ".join(c.right if w == c.wrong else w for w in fixed.split(" "))
+    fixed_tokens = tuple(tokenizer.tokens(fixed)) if han else ()
+    return tuple(fuzzy), tuple(found), fixed, fixed_tokens
+
+
 def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
-               vocabulary: Vocabulary | None = None) -> Understanding:
+               vocabulary: Vocabulary | None = None, synonyms: SynonymTable | None = None) -> Understanding:
     """Normalize, truncate, tokenize and recognize; pure (the vocabulary is passed in)."""
     notes: list[str] = []
     norm = normalize_text(request.text)
@@ -70,6 +135,22 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
         tokens = tokens[: profile.max_query_tokens]
     if request.text and request.text.strip() and not tokens:
         notes.append("query text holds no words (only punctuation or symbols); it was not used for lexical search")
+    syn_matches: tuple[SynonymMatch, ...] = ()
+    variants: tuple[tuple[str, ...], ...] = ()
+    if synonyms is not None and len(synonyms) and tokens:
+        tokens, syn_matches, variants = _apply_synonyms(tokens, synonyms, tokenizer)
+    runs: tuple[PinyinRun, ...] = ()
+    if profile.lexical.pinyin > 0 and tokens:
+        runs = find_pinyin(tokens, vocabulary.latin_words() if vocabulary is not None else ())
+    in_runs = {i for r in runs for i in range(r.start, r.end)}
+    pinyin_words: list[str] = []
+    if runs and vocabulary is not None and vocabulary.terms:
+        speller = vocabulary.speller()
+        for r in runs:
+            spelled = [speller.words_for_pinyin(reading, initials=r.kind == INITIALS) for reading in r.readings]
+            pinyin_words.extend(max(spelled, key=lambda ws: sum(len(w) for w in ws)))
+    fuzzy, corrections, did_you_mean, corrected = _corrections(norm, tokens, in_runs, vocabulary, profile,
+                                                               tokenizer)
 
     mentions = vocabulary.find(norm) if vocabulary is not None and norm else Mentions()
     photo_text = normalize_text(request.image_text)[: profile.max_query_chars * 4]
@@ -96,4 +177,8 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
     categories = tuple(CategoryBoost(p, s, src) for p, (s, src) in strengths.items())
     brands = tuple(dict.fromkeys((*mentions.brands, *photo_mentions.brands)))
     return Understanding(text=norm, tokens=tuple(tokens), brands=brands, categories=categories,
-                         mentions=mentions, photo_mentions=photo_mentions, notes=tuple(notes))
+                         mentions=mentions, photo_mentions=photo_mentions, notes=tuple(notes),
+                         original=request.text or "", pinyin=runs, pinyin_words=tuple(pinyin_words),
+                         fuzzy_words=fuzzy, corrections=corrections,
+                         did_you_mean=did_you_mean, corrected_tokens=corrected, synonyms=syn_matches,
+                         synonym_variants=variants)

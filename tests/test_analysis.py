@@ -110,7 +110,7 @@ def test_with_words_returns_a_new_tokenizer(tok):
     ("प्रकाश दीपक", ["प्रकाश", "दीपक"]),                              # Devanagari keeps its vowel signs
     ("ソファベッド", ["ソファベッド"]),                               # a katakana run is one word
     ("ノートパソコン", ["ノートパソコン"]),                           # with its prolonged-sound mark
-    ("東京タワー", ["東京", "タワー"]),                               # Han to jieba, kana run beside it
+    ("東京タワー", ["东京", "タワー"]),                               # Han to jieba (t2s folds 東), kana beside it
     ("白いソファ", ["白", "い", "ソファ"]),                           # hiragana and katakana apart
     ("ｿﾌｧ", ["ソファ"]),                                           # half-width kana: NFKC first
     ("красный t恤 3.5mm", ["красный", "t恤", "3.5mm"]),             # mixed scripts, each its own way

@@ -33,7 +33,9 @@ ALIASES = AliasTable.from_dict({
 })
 VOCAB = Vocabulary(brands=["sk-ii", "estee lauder", "ikea", "apple"],
                    category_paths=["家居>家具>椅子", "家居>家具>桌子", "数码>手机", "数码>手机配件>手机壳"],
-                   aliases=ALIASES)
+                   aliases=ALIASES,
+                   # the index's own words: these are words, never pinyin or typos
+                   terms={"phone": 3, "case": 2, "红色": 4, "椅子": 5, "实木": 1})
 TOKENIZER = Tokenizer(VOCAB.words())
 
 # small deterministic vectors: golden files stay readable, and the builder does not care about size
