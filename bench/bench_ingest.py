@@ -92,7 +92,7 @@ def _encoders(args):
 # ---------------------------------------------------------------- child: encoder-only rate
 def child_encode(args) -> dict:
     from plugin_ingest.catalog import Catalog
-    from plugin_ingest.enrich import passage_text
+    from models.passage import passage_text
     from plugin_ingest.fetch import FetchPolicy, ImageFetcher
     from plugin_ingest.schema import validate
 

@@ -28,16 +28,16 @@ from typing import Any, Iterable, Mapping, Sequence
 from analysis import AliasTable, Tokenizer, Vocabulary, category_ancestors, normalize_brand, normalize_text
 from analysis.pinyin import PINYIN_VERSION, initials_text, pinyin_text
 from mappings import fields as F
+from models.passage import passage_text
 
 from .schema import Product
 
 __all__ = ["Enricher", "ContentHash", "build_vocabulary", "category_value", "TEXT_FIELDS_FOR_UPDATE",
-           "passage_text", "ENRICH_VERSION"]
+           "ENRICH_VERSION"]
 
 ENRICH_VERSION = "enrich-2"   # 2: pinyin, initials and terms fields
 INCOMPLETE = "incomplete"
 MAX_ATTR_TERM_CHARS = 256      # longer attribute values are stored, not made into filter terms
-PASSAGE_MAX_CHARS = 1000
 
 # every field :meth:`Enricher.fields` may write; a partial update sets the absent ones to null
 TEXT_FIELDS_FOR_UPDATE = (
@@ -66,21 +66,6 @@ def build_vocabulary(brands: Iterable[str], category_paths: Iterable[str], alias
         b |= set(index_vocabulary.brands)
         c |= set(index_vocabulary.category_paths)
     return Vocabulary(brands=sorted(b), category_paths=sorted(c), aliases=aliases)
-
-
-def passage_text(p: Product, text_fields: Sequence[str] = ("title", "brand", "category", "description"),
-                 max_chars: int = PASSAGE_MAX_CHARS) -> str:
-    """What the text encoder reads: the fields the heads were trained on, joined by '. '.
-
-    This is the same text :meth:`models.training.catalog.TrainingProduct.text` builds for
-    training pairs (category written "A > B > C", empty fields left out, 1000 characters),
-    so the text vectors of the index live where the trained heads expect them.
-    """
-    from models.training.catalog import TrainingProduct
-
-    tp = TrainingProduct(id=p.id, title=p.title, description=p.description, brand=p.brand,
-                         category=p.category, attributes=dict(p.attributes))
-    return tp.text(text_fields, max_chars=max_chars)
 
 
 @dataclass(frozen=True)
@@ -254,6 +239,8 @@ class Enricher:
         return {name: doc.get(name) for name in TEXT_FIELDS_FOR_UPDATE}
 
     def passage(self, p: Product) -> str:
+        """What the text encoder reads (the space's passage rule, :mod:`models.passage`): the same
+        text training pairs are made of, so index text vectors live where the heads expect them."""
         return passage_text(p, self.text_fields)
 
     def content_hash(self, p: Product, *, ocr: bool = False) -> ContentHash:

@@ -17,7 +17,8 @@ from mappings import fields as F
 from plugin_ingest.bulk import error_text
 from plugin_ingest.catalog import Catalog, CatalogError
 from plugin_ingest.checkpoint import Checkpoint, CheckpointStore
-from plugin_ingest.enrich import Enricher, build_vocabulary, passage_text
+from models.passage import passage_text
+from plugin_ingest.enrich import Enricher, build_vocabulary
 from plugin_ingest.fetch import FetchError, FetchPolicy, ImageFetcher
 from plugin_ingest.rejects import RejectsWriter, read_rejects
 from plugin_ingest.report import Counts

@@ -232,3 +232,16 @@ def test_the_failure_policy_is_a_parameter(tmp_path):
         Space.load(strict_ok.models_dir, tmp_path / "missing", strict=True)
     lenient = Space.load(strict_ok.models_dir, tmp_path / "missing", strict=False)
     assert not lenient.has_heads and any("no heads" in p for p in lenient.problems)
+
+
+@pytest.mark.parametrize("data, name", [(b"not a picture", "upload.jpg"), (b"not a picture", None),
+                                        (b"\x89PNG\r\n\x1a\n" + b"0" * 50, None)])
+def test_a_bad_query_photo_is_named_never_shown_as_a_python_object(space, data, name):
+    """Issue 15 #9: PIL's own message names its file object (``<_io.BytesIO object at 0x…>``)."""
+    from query_builder import QueryImage, QueryImageError, SearchRequest, encode
+
+    with pytest.raises(QueryImageError) as info:
+        encode(SearchRequest(images=(QueryImage(data, name),)), space)
+    msg = str(info.value)
+    assert msg.startswith(f"{name or 'query image'} could not be decoded"), msg
+    assert "object at 0x" not in msg and "BytesIO" not in msg, msg
