@@ -174,20 +174,31 @@ def ikea(models: Path, cache: Path | None, work: Path, seeds: list[int], variant
         log(f"IKEA {name}: best epochs {epochs}, {out['seconds'][name]}s; val T2I "
             f"{per['val'][name]['T2I R@10'].mean():.3f} I2T {per['val'][name]['I2T R@10'].mean():.3f}; test T2I "
             f"{per['test'][name]['T2I R@10'].mean():.3f} I2T {per['test'][name]['I2T R@10'].mean():.3f}")
-    base = next(iter(variants))
-    for part in ("val", "test"):
-        out[part] = {n: {k: bootstrap(a, None if n == base else per[part][base][k]) for k, a in m.items()}
-                     for n, m in per[part].items()}
-        table(f"IKEA {part} ({len(split[part])} products), seeds {seeds}", out[part], ["T2I R@10", "I2T R@10"])
+        base = next(iter(variants))
+        for part in ("val", "test"):   # after every variant: a long run that is stopped keeps its tables
+            out[part] = {n: {k: bootstrap(a, None if n == base else per[part][base][k]) for k, a in m.items()}
+                         for n, m in per[part].items()}
+            table(f"IKEA {part} ({len(split[part])} products), seeds {seeds}", out[part], ["T2I R@10", "I2T R@10"])
     return out
 
 
 # --------------------------------------------------------------------------- Grocery
-def grocery(models: Path, cache: Path | None, work: Path, seeds: list[int], variants: dict) -> dict:
+def grocery(models: Path, cache: Path | None, work: Path, seeds: list[int], variants: dict,
+            settings: str = "ab") -> dict:
     shelf = {s: [json.loads(line) for line in (work / "queries" / f"grocery_shelf_{s}.jsonl").open()]
              for s in ("val", "test")}
     out, per = {}, {}
-    for setting, catalog in (("a: iconic only", "grocery.jsonl"), ("b: + train shelf photos", "grocery_with_shelf.jsonl")):
+    capped = work / "grocery_with_shelf_cap64.jsonl"
+    if not capped.is_file():  # ingest (and so training) takes at most 64 images per product
+        from plugin_ingest.schema import Limits
+
+        cap = Limits().max_images
+        rows = [json.loads(line) for line in (work / "grocery_with_shelf.jsonl").open(encoding="utf-8")]
+        capped.write_text("".join(json.dumps({**r, "images": r["images"][:cap]}, ensure_ascii=False) + "\n"
+                                  for r in rows), encoding="utf-8")
+    for setting, catalog in (("a: iconic only", "grocery.jsonl"), ("b: + train shelf photos", capped.name)):
+        if setting[0] not in settings:
+            continue
         products, _ = read_catalog(work / catalog)
         pid = [p.id for p in products]
         spaces: dict = {}
@@ -267,6 +278,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", choices=["ikea", "grocery"], default=None)
     ap.add_argument("--variants", default=None, help="comma-separated variant names to run (default: all)")
+    ap.add_argument("--grocery-settings", default="ab", help="a: iconic photos only, b: + train shelf photos")
     args = ap.parse_args(argv)
     from models.manifest import default_models_dir
     models = args.models or default_models_dir()
@@ -288,9 +300,9 @@ def main(argv=None) -> int:
     if args.only in (None, "ikea"):
         results["ikea"] = ikea(models, args.cache, work, seeds, pick(IKEA_VARIANTS))
     if args.only in (None, "grocery"):
-        results["grocery"] = grocery(models, args.cache, work, seeds, pick(GROCERY_VARIANTS))
+        results["grocery"] = grocery(models, args.cache, work, seeds, pick(GROCERY_VARIANTS), args.grocery_settings)
     results["seconds"] = round(time.perf_counter() - t0, 1)
-    path = work / f"looks_{args.only or 'all'}.json"
+    path = work / f"looks_{args.only or 'all'}{'' if args.grocery_settings == 'ab' else '_' + args.grocery_settings}.json"
     path.write_text(json.dumps(results, indent=1))
     log(f"\nresults: {path} ({results['seconds']}s)")
     return 0

@@ -55,9 +55,9 @@ def _size(value: str) -> float | int:
 @click.option("--no-classifier", is_flag=True, help="Do not train the image category classifier.")
 @click.option("--threads", default=2, show_default=True,
               help="Encoder threads for feature extraction (head training itself uses one thread).")
-@click.option("--augment-views", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Augmented views (random crop, flip, colour, blur) per training photo; their features "
-                   "are cached. 0: none.")
+@click.option("--augment-views", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Augmented views (random crop, flip, colour, blur) per training photo, their features "
+                   "cached; also positives for the product's text. 0: none.")
 @click.option("--image-fit", type=click.Choice(["center_crop", "letterbox"]), default="center_crop",
               show_default=True, help="How photos are fitted to the image tower; recorded in the heads, so "
                                       "ingest and search fit product and query photos the same way.")

@@ -1,10 +1,13 @@
 """The whole `cmsearch train` run as one function: catalog -> features -> heads -> ONNX + report.
 
 Steps: read the catalog; refuse early if it has no local images or too few pairs; encode (or
-load from cache) every image and every text view; split products into train / validation / test;
-train the projection heads (early stopping on validation products) and the category classifier;
-evaluate on the test products, which neither training nor early stopping saw, against an
-untrained (randomly initialised) head of the same shape; write the ONNX heads and manifest.
+load from cache) every image, every text view and the augmented views of the photos; split
+products into train / validation / test; train the projection heads (early stopping on
+validation products) and the category classifier; evaluate on the test products, which neither
+training nor early stopping saw, against an untrained (randomly initialised) head of the same
+shape; refit on every product for the chosen epoch count; calibrate an int8 image tower on the
+catalog's photos and keep it only if it passes its gate; write the ONNX heads and manifest
+(which declares the image fit and the image tower for ingest and search).
 """
 from __future__ import annotations
 
@@ -45,10 +48,11 @@ class TrainingConfig:
     train: TrainConfig = TrainConfig()
     classifier: ClassifierConfig | None = ClassifierConfig()
     split_seed: int = 0
-    # Augmented views of each photo (cached features of random crops, flips, colour, blur).
-    augment: AugmentConfig = AugmentConfig()
+    # Augmented views of each photo (cached features of random crops, flips, colour, blur). Off by
+    # default: on IKEA val and Grocery val they gained nothing beyond noise (BENCHMARKS.md, looks).
+    augment: AugmentConfig = AugmentConfig(views=0)
     # How photos are fitted to the tower's input; declared in the heads, so ingest and search
-    # fit product and query photos the same way.
+    # fit product and query photos the same way. Letterbox lost on IKEA val and Grocery val.
     image_fit: str = "center_crop"
     # After the validation products chose the epoch count, train again on every product for
     # that many epochs, so no product of the catalog is left out of the heads.
