@@ -27,7 +27,14 @@ from PIL import Image
 from .images import ImageDecodeError, ImageSource, describe_source, load_image
 from .manifest import entry_variants, sha256_file
 
-__all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError"]
+__all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError", "FITS"]
+
+# How a photo is fitted to the tower's square input: "center_crop" (torchvision's resize + centre
+# crop, the export default) or "letterbox" (the whole photo scaled into the square, padded with
+# white, so a long product or a product at the edge of a shelf photo is not cut off). The space
+# declares one for products and queries alike (see :mod:`models.space`).
+FITS = ("center_crop", "letterbox")
+_WHITE = (255, 255, 255)
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -59,9 +66,19 @@ def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
     ``_compute_resized_output_size`` does), PIL resampling (antialiased), centre crop with
     Python ``round`` offsets (zero padding if the image is smaller than the crop), scale to
     [0, 1], then ``(x - mean) / std`` per channel.
+
+    With ``"fit": "letterbox"`` the longer side is scaled to the crop size instead and the
+    image is centred on a white square of that size (nothing is cut off).
     """
     if img.mode != "RGB":
         img = img.convert("RGB")
+    fit = spec.get("fit") or "center_crop"
+    if fit not in FITS:
+        raise ImageEncoderError(f"unknown image fit {fit!r} (known: {', '.join(FITS)})")
+    if fit == "letterbox":
+        size = int(spec.get("center_crop") or spec["resize"])
+        boxed = _letterbox(img, size, _RESAMPLE[spec.get("interpolation", "bilinear")])
+        return _normalize(np.asarray(boxed, dtype=np.float32), spec)
     resize = spec.get("resize")
     if isinstance(resize, (list, tuple)):  # exact [height, width] (e.g. Chinese-CLIP)
         if (img.size[1], img.size[0]) != (int(resize[0]), int(resize[1])):
@@ -77,6 +94,23 @@ def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
     crop = spec.get("center_crop")
     if crop:
         arr = _center_crop(arr, int(crop))
+    return _normalize(arr, spec)
+
+
+def _letterbox(img: Image.Image, size: int, resample) -> Image.Image:
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), resample)
+    canvas = Image.new("RGB", (size, size), _WHITE)
+    canvas.paste(img, ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def _normalize(arr: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    if not arr.flags.writeable:
+        arr = arr.copy()
     arr *= float(spec.get("rescale", 1.0 / 255.0))
     arr -= np.asarray(spec["mean"], dtype=np.float32)
     arr /= np.asarray(spec["std"], dtype=np.float32)

@@ -87,8 +87,10 @@ class Space:
 
     def __init__(self, models_dir: Path, manifest: dict, heads_dir: Path | None, heads_manifest: dict | None, *,
                  strict: bool, threads: int | None, w_img: float | None, w_txt: float | None,
-                 text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS, problems: Sequence[str] = ()) -> None:
+                 text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS, problems: Sequence[str] = (),
+                 image_fit: str | None = None) -> None:
         from mappings import VectorDims
+        from .image_encoder import FITS
 
         self.models_dir, self.manifest = models_dir, manifest
         self.heads_dir, self.heads_manifest = heads_dir, heads_manifest
@@ -104,6 +106,22 @@ class Space:
         if heads_manifest is None and self.dims.shared != int(manifest["text"]["dim"]):
             raise SpaceError(f"the model manifest's shared space is {self.dims.shared}-d but the text encoder "
                              f"gives {manifest['text']['dim']}-d vectors; this model set needs its heads (--heads)")
+        # How photos reach the image tower: the heads declare the fit they were trained with and
+        # the image model file they run (fp32, or int8 calibrated on their catalog); without heads
+        # (training) the caller may choose the fit. One choice, for products and queries alike.
+        tower = (heads_manifest or {}).get("image_encoder") or {}
+        declared = tower.get("fit")
+        if declared and image_fit and declared != image_fit:
+            raise SpaceError(f"the heads were trained with image fit {declared!r}, not {image_fit!r}")
+        base = dict((manifest.get("image") or {}).get("preprocess") or {})
+        self.image_fit = str(declared or image_fit or base.get("fit") or "center_crop")
+        if self.image_fit not in FITS:
+            raise SpaceError(f"unknown image fit {self.image_fit!r} (known: {', '.join(FITS)})")
+        self.preprocess_spec = {**base, "fit": self.image_fit}
+        self.image_variant = str(tower.get("variant") or (manifest.get("image") or {}).get("default_variant") or "fp32")
+        self._tower_file = tower.get("file") if tower.get("variant") else None
+        if self._tower_file and heads_dir is None:
+            raise SpaceError("the heads name their own image model file but have no directory")
         self._lock = threading.Lock()
         self._parts: dict[str, Any] = {}
         self.identity = self._identity()
@@ -112,10 +130,12 @@ class Space:
     @classmethod
     def load(cls, models_dir: str | Path | None = None, heads_dir: str | Path | None = None, *,
              strict: bool = True, threads: int | None = None, w_img: float | None = None,
-             w_txt: float | None = None) -> "Space":
+             w_txt: float | None = None, image_fit: str | None = None) -> "Space":
         """Read the manifests of ``models_dir`` (default: the user's models dir) and ``heads_dir``.
 
         ``heads_dir=None`` means no heads (see :mod:`models.heads_registry` for finding them).
+        ``image_fit`` ("center_crop" or "letterbox") is for spaces without heads (training
+        chooses it); heads declare their own, and asking for another one is an error.
         Only manifests are read here; sessions open on first use.
         """
         from .heads import MANIFEST as HEADS_MANIFEST
@@ -139,7 +159,7 @@ class Space:
                 problems.append(f"{msg}; no photo search through the shared space")
                 heads_dir = None
         return cls(mdir, manifest, Path(heads_dir) if heads_dir is not None else None, hman, strict=strict,
-                   threads=threads, w_img=w_img, w_txt=w_txt, problems=problems)
+                   threads=threads, w_img=w_img, w_txt=w_txt, problems=problems, image_fit=image_fit)
 
     def _identity(self) -> SpaceIdentity:
         from .manifest import entry_variants
@@ -150,6 +170,11 @@ class Space:
             return f"{entry.get('name', key)}:{entry.get('default_variant')}", str(v.get("sha256"))
 
         (tname, tsha), (iname, isha) = model("text"), model("image")
+        if self._tower_file:  # the heads' own image model file (int8 calibrated on their catalog)
+            iname = f"{self.manifest['image'].get('name', 'image')}:{self.image_variant}"
+            isha = str(((self.heads_manifest or {}).get("image_encoder") or {}).get("sha256"))
+        if self.image_fit != "center_crop":  # the export default keeps older identities unchanged
+            iname += f"+{self.image_fit}"
         spaces = (self.heads_manifest or self.manifest)["spaces"]
         return SpaceIdentity(
             text_model=tname, text_sha256=tsha, image_model=iname, image_sha256=isha,
@@ -181,6 +206,11 @@ class Space:
             return TextEncoder(self.models_dir, self.manifest["text"], threads=self.threads)
         if name == "image":
             from .image_encoder import ImageEncoder
+            if self._tower_file:
+                tower = self.heads_manifest["image_encoder"]
+                entry = {**self.manifest["image"], "default_variant": self.image_variant,
+                         "variants": {self.image_variant: {"file": self._tower_file, "sha256": tower.get("sha256")}}}
+                return ImageEncoder(self.heads_dir, entry, threads=self.threads)
             return ImageEncoder(self.models_dir, self.manifest["image"], threads=self.threads)
         if name == "heads":
             if self.heads_dir is None:
@@ -219,9 +249,9 @@ class Space:
         return load_image(source, name=name)
 
     def preprocess(self, img) -> np.ndarray:
-        """A decoded image -> the image tower's input, as the manifest declares (no session needed)."""
+        """A decoded image -> the image tower's input: the manifest's preprocessing with the space's fit."""
         from .image_encoder import preprocess
-        return preprocess(img, self.manifest["image"]["preprocess"])
+        return preprocess(img, self.preprocess_spec)
 
     def passage(self, product: Any) -> str:
         return passage_text(product, self.text_fields)

@@ -235,7 +235,7 @@ def test_real_ikea_subset_trains_heads_that_beat_untrained(shared_data, tmp_path
     assert heads.dim == 384 and heads.has_classifier
     assert any("retrieval on test products" in s for s in lines)
     # every product trained on (nothing held out): heads, no evaluation, no crash
-    cfg = TrainingConfig(val=0, test=0, train=TrainConfig(epochs_max=3))
+    cfg = TrainingConfig(val=0, test=0, train=TrainConfig(epochs_max=3), int8=None)
     manifest = run(cat, models_dir, tmp_path / "heads_all", cfg, log=lines.append)
     assert manifest["eval"] == {"split": "none (every product was trained on)"}
     assert Heads.load(tmp_path / "heads_all").dim == 384

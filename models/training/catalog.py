@@ -30,8 +30,29 @@ class TrainingProduct:
     attributes: dict = field(default_factory=dict, compare=False, hash=False)
 
     def text(self, fields: Sequence[str] = DEFAULT_TEXT_FIELDS, max_chars: int = PASSAGE_MAX_CHARS) -> str:
-        """The text side of the product's pairs: its passage (:func:`models.passage.passage_text`)."""
-        return passage_text(self, fields, max_chars)
+        """The text side of the product's pairs: its passage (:func:`models.passage.passage_text`).
+
+        The field name ``attributes`` (training views only) stands for the values of all the
+        product's text attributes that its title does not already say (colour, size, type ...).
+        """
+        if "attributes" not in fields:
+            return passage_text(self, fields, max_chars)
+        parts = [passage_text(self, [f], max_chars) if f != "attributes" else self.attribute_text()
+                 for f in fields]
+        return ". ".join(p for p in parts if p)[:max_chars]
+
+    def attribute_text(self) -> str:
+        title = self.title.lower()
+        out = []
+        for value in self.attributes.values():
+            if isinstance(value, (list, tuple)):
+                value = ", ".join(str(v) for v in value if isinstance(v, str))
+            if not isinstance(value, str):
+                continue
+            value = " ".join(value.split()).rstrip(".")
+            if value and value.lower() not in title and value not in out:
+                out.append(value)
+        return ". ".join(out)
 
 
 @dataclass

@@ -89,8 +89,13 @@ def train_classifier(train: PairData, val: PairData | None, cfg: ClassifierConfi
     if len(categories) < 2:
         return None
     keep = y >= 0
-    x = torch.from_numpy(train.image_features[keep])
-    y_t = torch.from_numpy(y[keep])
+    feats, labels = train.image_features[keep], y[keep]
+    if train.n_views:  # augmented views are more examples of their photo's category
+        vk = keep[train.view_of]
+        feats = np.concatenate([feats, train.view_features[vk]])
+        labels = np.concatenate([labels, y[train.view_of[vk]]])
+    x = torch.from_numpy(np.ascontiguousarray(feats))
+    y_t = torch.from_numpy(labels)
     vx = vy = None
     if val is not None and val.n_pairs:
         _, vy = leaf_labels(val, categories)

@@ -135,10 +135,13 @@ def _jsonable(obj: Any) -> Any:
 def write_heads(out_dir: str | Path, *, image_head: HeadParams, text_head: HeadParams,
                 image_feature_dim: int, text_dim: int, classifier: HeadParams | None = None,
                 categories: list[str] | None = None, logit_scale: float | None = None,
-                metadata: dict | None = None) -> dict:
+                metadata: dict | None = None, image_encoder: dict | None = None) -> dict:
     """Write the ONNX files and manifest.json into out_dir; return the manifest.
 
     The text head may be the identity (no file): the shared space is then the e5 text space.
+    ``image_encoder`` declares how photos reach the backbone (``fit``) and which image model
+    file runs it (``variant``; with ``file``, a file already in out_dir, e.g. the int8 tower
+    calibrated on the catalog); :class:`models.space.Space` reads it for products and queries.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,6 +173,12 @@ def write_heads(out_dir: str | Path, *, image_head: HeadParams, text_head: HeadP
                "categories": list(categories), "separator": " > "}
     elif (out / "classifier.onnx").exists():
         (out / "classifier.onnx").unlink()
+    tower = dict(image_encoder or {"fit": "center_crop", "variant": "fp32"})
+    if tower.get("file"):
+        f = out / tower["file"]
+        if not f.is_file():
+            raise ValueError(f"the image model file {f} named by image_encoder is missing")
+        files[tower["file"]] = tower["sha256"] = sha256_file(f)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -186,6 +195,7 @@ def write_heads(out_dir: str | Path, *, image_head: HeadParams, text_head: HeadP
         "classifier": cls,
         "logit_scale": logit_scale,
         "fusion": {"w_img": 0.5, "w_txt": 0.5},
+        "image_encoder": tower,
         "files": files,
     }
     manifest.update(_jsonable(metadata or {}))

@@ -39,6 +39,9 @@ class PairData:
     product_ids: list[str]
     categories: list[tuple[str, ...]] = field(default_factory=list)
     image_keys: list[str] = field(default_factory=list)   # e.g. file path per image row
+    # augmented views (training only): view_features[m] is a view of image row view_of[m]
+    view_features: np.ndarray | None = None  # [M, F] float32
+    view_of: np.ndarray | None = None        # [M] int64
 
     def __post_init__(self):
         self.image_features = np.asarray(self.image_features, dtype=np.float32)
@@ -53,6 +56,26 @@ class PairData:
             self.categories = [() for _ in self.product_ids]
         if not self.image_keys:
             self.image_keys = [str(i) for i in range(len(self.image_product))]
+        if self.view_features is None or self.view_of is None or not len(self.view_of):
+            self.view_features, self.view_of = None, None
+        else:
+            self.view_features = np.asarray(self.view_features, dtype=np.float32)
+            self.view_of = np.asarray(self.view_of, dtype=np.int64)
+            if len(self.view_features) != len(self.view_of):
+                raise ValueError("view_features and view_of differ in length")
+
+    @property
+    def n_views(self) -> int:
+        return 0 if self.view_of is None else int(len(self.view_of))
+
+    def _views_for(self, im: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The views of the kept image rows (mask ``im``), their owners renumbered."""
+        if self.view_of is None:
+            return None, None
+        row = -np.ones(len(im), dtype=np.int64)
+        row[im] = np.arange(int(im.sum()))
+        keep = row[self.view_of] >= 0
+        return self.view_features[keep], row[self.view_of[keep]]
 
     @property
     def n_pairs(self) -> int:
@@ -72,19 +95,25 @@ class PairData:
         remap[products] = np.arange(len(products))
         im = remap[self.image_product] >= 0
         vm = remap[self.view_product] >= 0
+        vf, vo = self._views_for(im)
         return PairData(
             image_features=self.image_features[im], image_product=remap[self.image_product[im]],
             text_vectors=self.text_vectors[vm], view_product=remap[self.view_product[vm]],
             product_ids=[self.product_ids[i] for i in products],
             categories=[self.categories[i] for i in products],
-            image_keys=[k for k, keep in zip(self.image_keys, im) if keep])
+            image_keys=[k for k, keep in zip(self.image_keys, im) if keep], view_features=vf, view_of=vo)
+
+    def without_views(self) -> "PairData":
+        return PairData(self.image_features, self.image_product, self.text_vectors, self.view_product,
+                        list(self.product_ids), list(self.categories), list(self.image_keys))
 
     def with_images(self, mask: np.ndarray) -> "PairData":
         """The same products and views, only the image rows where mask is true."""
         mask = np.asarray(mask, dtype=bool)
+        vf, vo = self._views_for(mask)
         return PairData(self.image_features[mask], self.image_product[mask], self.text_vectors,
                         self.view_product, list(self.product_ids), list(self.categories),
-                        [k for k, keep in zip(self.image_keys, mask) if keep])
+                        [k for k, keep in zip(self.image_keys, mask) if keep], vf, vo)
 
     def first_view(self) -> np.ndarray:
         """[P, T]: one text vector per product (its first view); zeros where it has none."""

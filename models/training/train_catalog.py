@@ -1,26 +1,32 @@
 """The whole `cmsearch train` run as one function: catalog -> features -> heads -> ONNX + report.
 
 Steps: read the catalog; refuse early if it has no local images or too few pairs; encode (or
-load from cache) every image and every text view; split products into train / validation / test;
-train the projection heads (early stopping on validation products) and the category classifier;
-evaluate on the test products, which neither training nor early stopping saw, against an
-untrained (randomly initialised) head of the same shape; write the ONNX heads and manifest.
+load from cache) every image, every text view and the augmented views of the photos; split
+products into train / validation / test; train the projection heads (early stopping on
+validation products) and the category classifier; evaluate on the test products, which neither
+training nor early stopping saw, against an untrained (randomly initialised) head of the same
+shape; refit on every product for the chosen epoch count; calibrate an int8 image tower on the
+catalog's photos and keep it only if it passes its gate; write the ONNX heads and manifest
+(which declares the image fit and the image tower for ingest and search).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .augment import AugmentConfig
 from .catalog import DEFAULT_TEXT_FIELDS, TrainingProduct, read_catalog
 from .classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier
 from .export import write_heads
 from .features import FeatureCache
+from .int8 import INT8_FILE, INT8_VARIANT, Int8Gate, calibrate, pick_photos
 from .metrics import normalize, retrieval_metrics
 from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
+from .progress import throttled
 from .trainer import TrainConfig, TrainResult, train_heads
 from ..manifest import sha256_file
 
@@ -42,6 +48,17 @@ class TrainingConfig:
     train: TrainConfig = TrainConfig()
     classifier: ClassifierConfig | None = ClassifierConfig()
     split_seed: int = 0
+    # Augmented views of each photo (cached features of random crops, flips, colour, blur). Off by
+    # default: on IKEA val and Grocery val they gained nothing beyond noise (BENCHMARKS.md, looks).
+    augment: AugmentConfig = AugmentConfig(views=0)
+    # How photos are fitted to the tower's input; declared in the heads, so ingest and search
+    # fit product and query photos the same way. Letterbox lost on IKEA val and Grocery val.
+    image_fit: str = "center_crop"
+    # After the validation products chose the epoch count, train again on every product for
+    # that many epochs, so no product of the catalog is left out of the heads.
+    refit: bool = True
+    # int8 image tower calibrated on the catalog's photos, kept only if it passes this bar (None: fp32).
+    int8: Int8Gate | None = Int8Gate()
 
 
 @dataclass
@@ -137,15 +154,34 @@ def format_table(rows: list[tuple[str, dict]], cols: Sequence[str] = ("R@1", "R@
 
 
 
+def add_views(data: PairData, extractor: FeatureCache, products: Sequence[int], aug: AugmentConfig,
+              seed: int = 0) -> PairData:
+    """``data`` with the augmented views of the photos of ``products`` (features cached)."""
+    if aug.views <= 0:
+        return data
+    rows = np.flatnonzero(np.isin(data.image_product, np.asarray(products, np.int64)))
+    feats, owner = extractor.views([data.image_keys[r] for r in rows], aug, seed=seed)
+    return PairData(data.image_features, data.image_product, data.text_vectors, data.view_product,
+                    data.product_ids, data.categories, data.image_keys,
+                    view_features=feats if len(owner) else None, view_of=rows[owner] if len(owner) else None)
+
+
 def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: TrainingConfig = TrainingConfig(),
-        cache_dir: str | Path | None = None, log: Log = print, encoder_threads: int = 2,
+        cache_dir: str | Path | None = None, log: Log | None = None, encoder_threads: int = 2,
         epoch_log: Log | None = None) -> dict:
     """Train heads for a catalog and write them to out_dir; returns the manifest (with "eval").
 
-    ``log`` gets the summary and evaluation; ``epoch_log`` (default: ``log``) one line per epoch.
+    ``log`` gets the summary, the evaluation and the progress of every long phase;
+    ``epoch_log`` (default: ``log``) one line per epoch.
     """
+    log = log or (lambda line: print(line, flush=True))   # flushed: progress must show in a log file too
     epoch_log = log if epoch_log is None else epoch_log
     t_start = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, t0: float) -> None:
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - t0, 2)
+
     catalog = Path(catalog)
     products, report = read_catalog(catalog)
     with_images = [p for p in products if p.images]
@@ -159,8 +195,10 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
 
     # heads are what this run makes, so the space it trains in has none; strict: training on a
     # half-loaded space would write heads for vectors nobody else can make
-    extractor = FeatureCache(Space.load(models_dir, None, strict=True, threads=encoder_threads), cache_dir, log=log)
+    space = Space.load(models_dir, None, strict=True, threads=encoder_threads, image_fit=cfg.image_fit)
+    extractor = FeatureCache(space, cache_dir, log=log)
     feats = build_pairs(products, extractor, cfg.views)
+    phases["images"], phases["texts"] = round(feats.image_seconds, 2), round(feats.text_seconds, 2)
     data = feats.data
     log(f"features: {data.n_pairs} image-text pairs, {len(feats.view_texts)} text views; "
         f"images {feats.image_seconds:.1f}s ({feats.images_encoded} encoded now), texts {feats.text_seconds:.1f}s")
@@ -171,18 +209,31 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
                 failed_images=len(feats.image_errors), min_pairs=cfg.min_pairs)
 
     split = split_products(data.products_with_images(), val=cfg.val, test=cfg.test, seed=cfg.split_seed)
+    everyone = data.products_with_images()
+    refit = cfg.refit and (len(split.val) + len(split.test)) > 0
+    t0 = time.perf_counter()
+    data = add_views(data, extractor, everyone if refit else split.train, cfg.augment)
+    phase("augmented views", t0)
+    if data.n_views:
+        log(f"augmented views: {data.n_views} ({cfg.augment.views} per photo)")
     train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+    val, test = val.without_views(), test.without_views()
     log(f"split (products): {split.sizes()}; pairs train={train.n_pairs} val={val.n_pairs} test={test.n_pairs}")
     if not val.n_pairs:
         log(f"warning: no validation products, so no early stopping: training runs all "
             f"{cfg.train.epochs_max} epochs and will likely over-fit (use --val, or a small --epochs-max)")
+    t0 = time.perf_counter()
+    log(f"training heads on {len(split.train)} products (at most {cfg.train.epochs_max} epochs) ...")
     result = train_heads(train, val if val.n_pairs else None, cfg.train,
                          log=lambda s: epoch_log("  " + s))
+    phase("heads", t0)
     log(f"heads: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s, "
         f"temperature {1 / np.exp(result.logit_scale):.4f}")
     cls = None
     if cfg.classifier is not None:
+        t0 = time.perf_counter()
         cls = train_classifier(train, val if val.n_pairs else None, cfg.classifier)
+        phase("classifier", t0)
         if cls is None:
             log("classifier: skipped (fewer than 2 categories among training products)")
         else:
@@ -191,9 +242,41 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
     if test.n_pairs or val.n_pairs:
         evaluation = evaluate(result, cls, test if test.n_pairs else val, cfg,
                               "test" if test.n_pairs else "validation", log)
+        if refit:
+            evaluation["note"] = ("measured on the heads trained before the refit; the written heads were then "
+                                  "trained on every product, these included")
     else:
         evaluation = {"split": "none (every product was trained on)"}
         log("no held-out products (--val 0 --test 0): no evaluation")
+
+    final, final_cls, refit_info = result, cls, None
+    if refit:
+        t0 = time.perf_counter()
+        full = data.subset(everyone)
+        epochs = max(1, result.best_epoch)
+        log(f"refit: training on all {full.n_products} products ({full.n_pairs} photos) for {epochs} epochs ...")
+        final = train_heads(full, None, replace(cfg.train, epochs_max=epochs),
+                            log=lambda s: epoch_log("  refit " + s))
+        if cls is not None:
+            final_cls = train_classifier(full, None, replace(cfg.classifier, epochs_max=max(1, cls.best_epoch)))
+            final_cls = final_cls or cls
+        phase("refit", t0)
+        refit_info = {"products": full.n_products, "pairs": full.n_pairs, "epochs": epochs,
+                      "classifier_epochs": None if cls is None else max(1, cls.best_epoch),
+                      "seconds": round(time.perf_counter() - t0, 2)}
+        log(f"refit: done in {refit_info['seconds']:.1f}s")
+
+    out_dir = Path(out_dir)
+    tower = {"fit": cfg.image_fit, "variant": "fp32"}
+    if cfg.int8 is not None:
+        t0 = time.perf_counter()
+        tower["int8"] = _int8(space, out_dir, data, split, final, cfg, encoder_threads, log)
+        phase("int8 calibration", t0)
+        if tower["int8"]["used"]:
+            tower.update(variant=INT8_VARIANT, file=tower["int8"].pop("file"), sha256=tower["int8"].pop("sha256"))
+    else:
+        (out_dir / INT8_FILE).unlink(missing_ok=True)
+    phases["total"] = round(time.perf_counter() - t_start, 2)
     metadata = {
         "training": {
             "catalog": str(catalog.resolve()), "catalog_sha256": sha256_file(catalog),
@@ -203,24 +286,47 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
                                "test": [data.product_ids[i] for i in split.test]},
             "config": result.config, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
             "seconds": round(result.seconds, 2), "history": result.history,
+            "augment": {**asdict(cfg.augment), "digest": cfg.augment.digest(), "views_made": data.n_views},
+            "refit": refit_info,
             "classifier": None if cls is None else {"config": cls.config, "best_epoch": cls.best_epoch,
                                                     "epochs_run": cls.epochs_run, "seconds": round(cls.seconds, 2)},
             "feature_seconds": {"images": round(feats.image_seconds, 2), "texts": round(feats.text_seconds, 2),
                                 "images_encoded": feats.images_encoded},
+            "phase_seconds": phases,
             "image_errors": len(feats.image_errors),
         },
         "eval": evaluation,
         "backbones": {"text": _model_summary(extractor.manifest.get("text", {})),
                       "image": _model_summary(extractor.manifest.get("image", {}))},
     }
-    manifest = write_heads(out_dir, image_head=result.image_head, text_head=result.text_head,
+    manifest = write_heads(out_dir, image_head=final.image_head, text_head=final.text_head,
                            image_feature_dim=data.image_features.shape[1], text_dim=data.text_vectors.shape[1],
-                           classifier=None if cls is None else cls.params,
-                           categories=None if cls is None else cls.categories,
-                           logit_scale=result.logit_scale, metadata=metadata)
-    log(f"wrote heads to {out_dir} (shared dim {manifest['spaces']['shared']['dim']}) "
-        f"in {time.perf_counter() - t_start:.1f}s total")
+                           classifier=None if final_cls is None else final_cls.params,
+                           categories=None if final_cls is None else final_cls.categories,
+                           logit_scale=final.logit_scale, metadata=metadata, image_encoder=tower)
+    log(f"wrote heads to {out_dir} (shared dim {manifest['spaces']['shared']['dim']}, image fit {cfg.image_fit}, "
+        f"image tower {tower['variant']}) in {time.perf_counter() - t_start:.1f}s total; phases: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
     return manifest
+
+
+def _int8(space, out_dir: Path, data: PairData, split, heads: TrainResult, cfg: TrainingConfig, threads: int,
+          log: Log) -> dict:
+    """Calibrate on photos of the training products, check on the other photos (see :mod:`.int8`)."""
+    gate = cfg.int8
+    train_rows = np.flatnonzero(np.isin(data.image_product, split.train))
+    c, _, _ = pick_photos(len(train_rows), gate.calibration_photos, 0, 0, seed=cfg.split_seed)
+    calib_rows = train_rows[c]
+    others = np.setdiff1d(np.arange(data.n_pairs), calib_rows)
+    held = np.setdiff1d(others, train_rows)          # photos of held-out products first, then the rest
+    rng = np.random.default_rng(cfg.split_seed + 1)
+    pool = np.concatenate([rng.permutation(held), rng.permutation(np.setdiff1d(others, held))])[:gate.pool_photos]
+    n_query = min(gate.held_out_photos, len(pool))
+    calib = np.stack([space.preprocess(space.decode(data.image_keys[r])) for r in calib_rows]) if len(calib_rows) \
+        else np.zeros((0,), np.float32)
+    res = calibrate(space, out_dir, calib, [data.image_keys[r] for r in pool], np.arange(n_query),
+                    data.image_product[pool], lambda x: apply_head(heads.image_head, x), gate, threads, log)
+    return res.record
 
 
 def _model_summary(entry: dict) -> dict:
@@ -272,5 +378,5 @@ def _softmax_apply(params, x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-__all__ = ["TrainingConfig", "Features", "build_pairs", "evaluate", "evaluate_split", "project", "apply_head",
+__all__ = ["TrainingConfig", "Features", "build_pairs", "add_views", "evaluate", "evaluate_split", "project", "apply_head",
            "format_table", "run"]
