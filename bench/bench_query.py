@@ -2,7 +2,7 @@
 
 Each search with the ``hybrid_minmax`` profile is split, from outside the query builder, into
 
-- **encode**: ``query_builder.encode`` (text e5 vector; photo decode + MobileNetV2 feature +
+- **encode**: ``query_builder.query_vectors.encode`` (text e5 vector; photo decode + MobileNetV2 feature +
   projection head + category classifier);
 - **build**: ``Searcher.prepare`` on the encoded request (vocabulary lookup, understanding,
   tokenization, ``build_search``), timed by a ``Searcher`` subclass that only wraps it;

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from models.space import Space, SpaceError
-from plugin_ingest.pipeline import IngestOptions, Ingestor
+from plugin_ingest.ingestor import IngestOptions, Ingestor
 from query_builder import AsyncSearcher, QueryImage, RegionSpec, RequestError, Searcher, SearchRequest, cut_regions
 
 pytestmark = [pytest.mark.engine, pytest.mark.models, pytest.mark.data]

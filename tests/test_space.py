@@ -2,7 +2,7 @@
 
 The parity tests run the real image encoder (skipped until `cmsearch models build` has run): the
 ingest path is the pipeline's own image job (fetch, decode, preprocess) followed by
-``embed_products``; the query path is ``query_builder.encode`` on the photo's bytes.
+``embed_products``; the query path is ``query_builder.query_vectors.encode`` on the photo's bytes.
 """
 from __future__ import annotations
 
