@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from analysis import AliasTable, Vocabulary
 
@@ -20,6 +20,7 @@ from .fusion_probe import FusionCapabilities
 from .profile import Profile
 from .request import SearchRequest
 from .results import SearchResult
+from .suggest import KINDS, Suggestion
 from .search_flow import SearcherCore
 
 __all__ = ["AsyncSearcher"]
@@ -85,3 +86,8 @@ class AsyncSearcher(SearcherCore):
         built = await self.prepare(request)
         caps = await self.capabilities() if self._needs_capabilities(built) else None
         return await calls.run_async(self.client, self._search_flow(request, built, caps, t0))
+
+    async def suggest(self, prefix: str, size: int = 10, kinds: Sequence[str] = KINDS) -> list[Suggestion]:
+        """Titles, brands and categories that ``prefix`` (Chinese, pinyin or initials) begins; see
+        :mod:`query_builder.suggest`."""
+        return await calls.run_async(self.client, self._suggest_flow(prefix, size, kinds))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from analysis import AliasTable, Vocabulary
 
@@ -19,6 +19,7 @@ from .fusion_probe import FusionCapabilities
 from .profile import Profile
 from .request import SearchRequest
 from .results import SearchResult
+from .suggest import KINDS, Suggestion
 from .search_flow import SearchError, SearcherCore, nested_shortfall
 
 __all__ = ["SearchError", "Searcher", "nested_shortfall"]
@@ -101,3 +102,8 @@ class Searcher(SearcherCore):
         built = self.prepare(request)
         caps = self.capabilities() if self._needs_capabilities(built) else None
         return calls.run_sync(self.client, self._search_flow(request, built, caps, t0))
+
+    def suggest(self, prefix: str, size: int = 10, kinds: Sequence[str] = KINDS) -> list[Suggestion]:
+        """Titles, brands and categories that ``prefix`` (Chinese, pinyin or initials) begins, most
+        popular first, then best matched; see :mod:`query_builder.suggest`."""
+        return calls.run_sync(self.client, self._suggest_flow(prefix, size, kinds))
