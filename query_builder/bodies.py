@@ -31,7 +31,8 @@ from .search_pipelines import SearchPipeline, search_pipeline
 from .understand import Understanding
 
 __all__ = ["BuildError", "SubQuery", "BuiltSearch", "build_search", "DISPLAY_FIELDS", "fused_query_vector",
-           "request_inputs", "VARIANTS"]
+           "request_inputs", "VARIANTS", "FLOOR_LEVELS"]
+FLOOR_LEVELS = ("normal", "no_words", "none")
 
 VARIANTS = "variants"   # the inner hits of a collapsed group
 
@@ -117,6 +118,7 @@ class BuiltSearch:
     image_probe: tuple[str, str, tuple[float, ...]] | None = None   # (retriever, nested field, vector)
     filters: tuple[Query, ...] = ()     # the filter clauses every retriever carries
     floored: bool = False               # a k-NN retriever has a floor (its hits are real matches only)
+    real_matches: "BuiltSearch | None" = None  # the search with the no-words floors: counted for the total
     collapse: str | None = None         # near-duplicates share this keyword field: one per page
     collapse_variants: int = 3
     nearest: "BuiltSearch | None" = None   # the same search without floors (profile no_match: nearest)
@@ -194,6 +196,10 @@ class BuiltSearch:
         return {"query": q.to_dict(), "from": 0, "size": self.depth, **self._display(),
                 "track_total_hits": False}
 
+    def count_body(self) -> dict[str, Any]:
+        """How many products any retriever matches (``_count``): with floors, the real matches."""
+        return {"query": Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1).to_dict()}
+
     def facet_body(self) -> dict[str, Any]:
         """The total and the facets over the union of what the retrievers match (client-side path)."""
         union = Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1)
@@ -233,10 +239,10 @@ def _query_vector(entry: RetrieverKind, vectors: QueryVectors, fused: tuple[floa
 
 
 def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float, ...] | None,
-                 profile: Profile, knn_filter: Query | None, floors: bool = True) -> Query:
+                 profile: Profile, knn_filter: Query | None, floors: str = "normal") -> Query:
     entry = spec.entry
     vector = _query_vector(entry, vectors, fused)
-    floor = spec.min_score if floors else None
+    floor = spec.floor(floors)
     if not entry.nested:
         return Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind, min_score=floor)
     # nested image vectors: a product scores as its best image (score_mode max), and the
@@ -249,15 +255,16 @@ def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float,
 
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
                  vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None,
-                 fused_weights: tuple[float, float] = (0.5, 0.5), *, floors: bool = True) -> BuiltSearch:
+                 fused_weights: tuple[float, float] = (0.5, 0.5), *, floors: str = "normal") -> BuiltSearch:
     """Build every retriever the request's inputs allow, with filters and boosts inside each.
 
     ``vectors`` defaults to ``request.vectors``; a retriever whose input is
     missing is left out (a text-only request runs no image->image k-NN).
     ``fused_weights`` (``w_img, w_txt``) come from the index's recorded space (the
     :class:`Searcher` reads them), so a query is fused as its products were.
-    ``floors=False`` leaves the k-NN floors (``min_score``) out: the profile's ``no_match:
-    nearest`` search, run when the floored one finds nothing.
+    ``floors`` picks the k-NN floors: ``normal`` (``min_score``), ``no_words``
+    (``no_words_min_score``: the products it matches are the real matches, which the searcher
+    counts for the total) or ``none`` (the profile's ``no_match: nearest`` search).
     """
     vectors = (vectors or QueryVectors()).merged(request.vectors)
     inputs = request_inputs(understanding, vectors)
@@ -323,7 +330,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
             clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
         subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
-                             0 if spec.entry.lexical or (floors and spec.floored) else spec.k))
+                             0 if spec.entry.lexical or spec.floor(floors) is not None else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)
     # the image retriever whose best image a hit shows (the registry's image_priority: a photo
@@ -338,7 +345,9 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
         notes.append(f"{len(subs)} retrievers exceed the hybrid query's limit of {Hybrid.MAX_QUERIES}; "
                      "fused client-side")
     aggs = facet_aggs(request.facets, profile.facets)
-    floored = floors and any(r.floored for r in active)
+    if floors not in FLOOR_LEVELS:
+        raise ValueError(f"floors {floors!r}; allowed: {list(FLOOR_LEVELS)}")
+    floored = any(r.floor(floors) is not None for r in active if not r.entry.lexical)
     return BuiltSearch(profile_name=profile.name, sub_queries=tuple(subs), fusion=profile.fusion, depth=depth,
                        offset=request.offset, size=request.size, aggs_json=json.dumps(aggs, ensure_ascii=False) if aggs else "", boosts=boosts,
                        understanding=understanding, notes=tuple(notes), image_probe=probe,

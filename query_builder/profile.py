@@ -66,7 +66,10 @@ class RetrieverSpec:
     (``min_score`` instead of ``k``, Lucene engine), so it returns every product at least that
     similar and nothing below, and the hits' total counts those.  The score is the engine's
     (cosine space: ``(1 + cos) / 2``).  Unset, the retriever returns its ``k`` nearest whatever
-    their distance.
+    their distance.  ``no_words_min_score`` is the floor when no word of the query matches
+    (the lexical retriever finds nothing: random letters, a laptop in a clothing shop): then
+    only a close neighbour counts.  Text embeddings put every query fairly near every product,
+    so one floor cannot both keep the real matches of worded queries and refuse nonsense.
 
     ``requests`` limits the retriever to some kinds of request (``text``,
     ``image``, ``text+image``); unset, the kind's default (every kind, for the
@@ -80,19 +83,21 @@ class RetrieverSpec:
     boost_scale: float | None = None
     requests: tuple[str, ...] | None = None
     min_score: float | None = None
+    no_words_min_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in RETRIEVERS:
             raise ProfileError(f"unknown retriever {self.kind!r}; allowed: {list(RETRIEVERS)}")
         entry = RETRIEVERS[self.kind]
-        if self.min_score is not None:
+        for key in ("min_score", "no_words_min_score"):
+            value = getattr(self, key)
+            if value is None:
+                continue
             if entry.lexical:
-                raise ProfileError(f"retriever {self.kind}: min_score is a k-NN floor; the lexical retriever's "
+                raise ProfileError(f"retriever {self.kind}: {key} is a k-NN floor; the lexical retriever's "
                                    "floor is lexical.minimum_should_match")
-            if isinstance(self.min_score, bool) or not isinstance(self.min_score, (int, float)) \
-                    or not 0 < self.min_score <= 1:
-                raise ProfileError(f"retriever {self.kind}: min_score must be a number in (0, 1], "
-                                   f"got {self.min_score!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ProfileError(f"retriever {self.kind}: {key} must be a number in (0, 1], got {value!r}")
         _positive(self.weight, f"retriever {self.kind}: weight")
         _positive(self.k, f"retriever {self.kind}: k", integer=True)
         if self.k > 10_000:
@@ -116,7 +121,15 @@ class RetrieverSpec:
 
     @property
     def floored(self) -> bool:
-        return self.min_score is not None
+        return self.min_score is not None or self.no_words_min_score is not None
+
+    def floor(self, level: str) -> float | None:
+        """The k-NN floor at ``level``: ``normal``, ``no_words`` (nothing matched the words) or ``none``."""
+        if level == "none":
+            return None
+        if level == "no_words" and self.no_words_min_score is not None:
+            return self.no_words_min_score
+        return self.min_score
 
     @property
     def entry(self) -> RetrieverKind:
@@ -418,7 +431,8 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lexical"] = self.lexical.to_dict()
-        d["retrievers"] = [{**{k: v for k, v in asdict(r).items() if not (k == "min_score" and v is None)},
+        d["retrievers"] = [{**{k: v for k, v in asdict(r).items()
+                               if not (k in ("min_score", "no_words_min_score") and v is None)},
                             "requests": list(r.requests)} for r in self.retrievers]
         d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
         return d

@@ -182,9 +182,15 @@ class SearcherCore:
             request = encode(request, self.space, self.ocr)
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab)
         built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
-        if built.floored and self.profile.no_match == "nearest":
-            built = replace(built, nearest=build_search(request, self.profile, u, vocabulary=vocab,
-                                                        fused_weights=weights, floors=False))
+        nearest = None
+        if self.profile.no_match == "nearest" and any(r.floored for r in self.profile.retrievers):
+            nearest = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights, floors="none")
+            built = replace(built, nearest=nearest)
+        if any(r.no_words_min_score is not None for r in self.profile.retrievers):
+            strict = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights,
+                                  floors="no_words")
+            if strict.floored:
+                built = replace(built, real_matches=strict)
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
@@ -264,7 +270,17 @@ class SearcherCore:
         notes = list(built.notes) + ([why] if why else [])
         low_confidence = False
         try:
-            raw_hits, total, facets, sub_responses = yield from self._run(built, path, caps, notes)
+            # real matches: products that match the words, or k-NN neighbours above the
+            # no-words floors; ranking then uses the normal search, the total is theirs
+            real = None
+            if built.real_matches is not None:
+                real = (yield calls.count(self.index, built.real_matches.count_body()))["count"]
+            if real == 0:
+                raw_hits, total, facets, sub_responses = [], 0, Facets(), None
+            else:
+                raw_hits, total, facets, sub_responses = yield from self._run(built, path, caps, notes)
+                if real is not None:
+                    total = real
             if not raw_hits and not total and built.nearest is not None:
                 # nothing is a real match: the nearest products, said to be no more than that
                 built = built.nearest
@@ -273,10 +289,13 @@ class SearcherCore:
                 low_confidence = bool(raw_hits)
                 notes.append("no product really matches (no words matched, nothing above the k-NN floors); "
                              "the nearest products are shown, flagged low confidence")
+            elif real == 0:
+                notes.append("no product really matches: no word matched and no product is close enough "
+                             "(the profile's no_words_min_score floors)")
             hits = [hit_from_source(h, score) for h, score in raw_hits]
             if built.collapse:
                 hits = fold_variants(hits, raw_hits, built)
-            if request.explain:
+            if request.explain and hits:
                 if sub_responses is None:
                     sub_responses = yield from self._msearch(built, with_facets=False)
                 expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)

@@ -23,7 +23,7 @@ from query_builder import Profile, QueryVectors, Searcher, SearchRequest, load_p
 
 pytestmark = pytest.mark.engine
 
-DIMS = VectorDims(shared=64, image_feature=32)
+DIMS = VectorDims(shared=384, image_feature=32)   # 384-d: unrelated vectors are near-orthogonal
 CONCEPTS = ["dress", "dark", "light", "sneaker", "sport", "coat", "bag", "leather", "laptop"]
 _rng = np.random.default_rng(13)
 BASIS = {c: v / np.linalg.norm(v) for c, v in zip(CONCEPTS, _rng.normal(size=(len(CONCEPTS), DIMS.shared)))}
@@ -47,12 +47,14 @@ def vec(concepts, noise=0.0, seed=0) -> list[float]:
     return (v / np.linalg.norm(v)).tolist()
 
 
-def _floored(base: str = "hybrid_minmax", **changes) -> Profile:
-    """The shipped profile with test floors (the synthetic space's, not e5's) on the text k-NN retrievers."""
+def _floored(base: str = "hybrid_minmax", floor: float | None = 0.8, **changes) -> Profile:
+    """The shipped profile with a test floor (the synthetic space's, not e5's) on the text k-NN retrievers,
+    its no-words floors left out (``floor=None``: no floor at all, as before issue 13)."""
     p = load_profile(base).to_dict()
     for r in p["retrievers"]:
-        if r["kind"] in ("text_knn", "text_image_knn"):
-            r["min_score"] = 0.8
+        r.pop("no_words_min_score", None)
+        if r["kind"] in ("text_knn", "text_image_knn") and floor is not None:
+            r["min_score"] = floor
     p.update(name=f"{base}-floored", **changes)
     return Profile.from_dict(p)
 
@@ -97,8 +99,29 @@ def test_nonsense_returns_no_hits_and_total_zero(os_client, shop):
 
 def test_without_floor_nonsense_gets_the_nearest_neighbours(os_client, shop):
     """What the floor fixes: k-NN alone always returns its k nearest, and the total counted them."""
-    result = _search(os_client, shop, "hybrid_minmax", "xqzvkjwpt", vector=_random_vector())
+    result = _search(os_client, shop, _floored(floor=None), "xqzvkjwpt", vector=_random_vector())
     assert len(result.hits) == 10 and result.total == len(ROWS)
+
+
+@pytest.mark.parametrize("mode", ["auto", "client"])
+def test_no_words_floors_refuse_nonsense_and_count_real_matches(os_client, shop, mode):
+    """The shipped hybrid's mechanism (no-words floors; values for this synthetic space, the shipped ones
+    are e5's): no word matches and nothing is close -> nothing; a worded query keeps its k-NN
+    neighbours on the page, but its total counts only word matches and close neighbours."""
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if "no_words_min_score" in r:
+            r["no_words_min_score"] = 0.8
+    p = Profile.from_dict({**d, "fusion": {"mode": mode}})
+    assert [r.kind for r in p.retrievers if r.no_words_min_score] == ["text_knn", "text_image_knn"]
+    for text in ("xqzvkjwpt", "笔记本电脑"):
+        r = _search(os_client, shop, p, text, vector=_random_vector())
+        assert r.hits == () and r.total == 0 and any("really matches" in n for n in r.notes), (text, r.total, r.notes)
+    real = _search(os_client, shop, p, "连衣裙", concepts=["dress", "dark"])
+    assert real.total == 6 and {h.id for h in real.hits[:6]} == {"d0", "d1", "d2", "d3", "d4", "d9"}
+    # no word matches, but the vector is close to the dresses: they count, nothing else does
+    synonym = _search(os_client, shop, p, "裙子", concepts=["dress"])
+    assert synonym.total == 6 and {h.id for h in synonym.hits[:6]} == {"d0", "d1", "d2", "d3", "d4", "d9"}
 
 
 def test_a_real_query_keeps_its_hits_and_total_counts_real_matches(os_client, shop):

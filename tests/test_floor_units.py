@@ -55,7 +55,7 @@ def test_floored_profile_builds_radial_knn_in_every_floored_sub_query_and_nested
     nested = [v for s in built.sub_queries for k, v in _walk(s.query.to_dict()) if k == "nested"]
     assert nested and "min_score" in next(iter(nested[0]["query"]["knn"].values()))
     unfloored = build_search(SearchRequest(text="深色 连衣裙", vectors=QueryVectors(text=VEC)), _floored(),
-                             understand(SearchRequest(text="深色 连衣裙"), _floored(), TK, VOCAB), floors=False)
+                             understand(SearchRequest(text="深色 连衣裙"), _floored(), TK, VOCAB), floors="none")
     assert not unfloored.floored and "min_score" not in json_of(unfloored)
 
 
@@ -65,15 +65,32 @@ def json_of(built) -> str:
     return json.dumps(built.body())
 
 
+def test_no_words_floor_applies_only_at_that_level():
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if r["kind"] == "text_knn":
+            r["no_words_min_score"] = 0.95
+    p = Profile.from_dict(d)
+    req = SearchRequest(text="深色 连衣裙", vectors=QueryVectors(text=VEC))
+    u = understand(req, p, TK, VOCAB)
+    normal, strict = build_search(req, p, u), build_search(req, p, u, floors="no_words")
+    assert not normal.floored and '"min_score"' not in json_of(normal)
+    assert strict.floored and '"min_score": 0.95' in json_of(strict)
+    assert strict.count_body()["query"]["bool"]["minimum_should_match"] == 1
+    with pytest.raises(ValueError, match="floors"):
+        build_search(req, p, u, floors="high")
+
+
 def test_shipped_profile_without_floors_keeps_k():
     built = _built(load_profile("dense_text"))
     assert not built.floored and '"k": 100' in json_of(built)
 
 
+@pytest.mark.parametrize("key", ["min_score", "no_words_min_score"])
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.9", True])
-def test_bad_min_score_is_refused(bad):
-    with pytest.raises(ProfileError, match="min_score"):
-        Profile.from_dict({"name": "x", "retrievers": [{"kind": "text_knn", "min_score": bad}]})
+def test_bad_min_score_is_refused(bad, key):
+    with pytest.raises(ProfileError, match=key):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "text_knn", key: bad}]})
 
 
 def test_min_score_on_the_lexical_retriever_is_refused():
