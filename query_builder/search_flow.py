@@ -44,7 +44,7 @@ from .facets import Facets, parse_facets
 from .fusion import fuse
 from .fusion_probe import FusionCapabilities
 from .profile import Profile, load_profile
-from .request import RequestError, SearchRequest
+from .request import RequestError as BadRequest, SearchRequest
 from .results import Hit, SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
 from .suggest import KINDS, Suggestion, parse_suggestions, suggest_body
@@ -319,7 +319,7 @@ class SearcherCore:
         try:
             body = suggest_body(prefix, size, kinds)
         except ValueError as exc:
-            raise RequestError(str(exc)) from None
+            raise BadRequest(str(exc)) from None
         if body is None:   # no letters or digits: nothing to complete
             return []
         try:
