@@ -70,6 +70,8 @@ class RetrieverSpec:
     (the lexical retriever finds nothing: random letters, a laptop in a clothing shop): then
     only a close neighbour counts.  Text embeddings put every query fairly near every product,
     so one floor cannot both keep the real matches of worded queries and refuse nonsense.
+    Lucene's radial search is approximate: it walks the graph only through nodes above the
+    floor, so a match reachable only through dissimilar nodes can be missed.
 
     ``requests`` limits the retriever to some kinds of request (``text``,
     ``image``, ``text+image``); unset, the kind's default (every kind, for the
