@@ -8,6 +8,7 @@ from . import cmd_ingest
 from . import cmd_eval
 from . import cmd_events
 from . import cmd_search
+from . import cmd_suggest
 from . import cmd_demo
 from . import cmd_train
 
@@ -23,6 +24,7 @@ cli.add_command(cmd_index.index)
 cli.add_command(cmd_models.models)
 cli.add_command(cmd_ingest.ingest)
 cli.add_command(cmd_search.search)
+cli.add_command(cmd_suggest.suggest)
 cli.add_command(cmd_demo.demo)
 cli.add_command(cmd_eval.eval_cmd)
 cli.add_command(cmd_eval.tune)

@@ -99,15 +99,16 @@ def _ingest(cfg: DemoConfig, client, catalog: Path, aliases: Path, models_dir: P
 
 def _show(result, log: Log, n: int = 5) -> None:
     for i, hit in enumerate(result.hits[:n], 1):
-        log(f"  {i}. {hit.title[:44]:44}  {hit.brand or '':10} {(hit.category or '')[:16]:16} {hit.score:.4f}")
+        more = f"  (+{len(hit.variants)} like it)" if hit.variants else ""
+        log(f"  {i}. {hit.title[:44]:44}  {hit.brand or '':10} {(hit.category or '')[:16]:16} {hit.score:.4f}{more}")
     if not result.hits:
-        log("  (no results)")
+        log(f"  (no results, total {result.total})")
     for note in result.notes:
         log(f"  note: {note}")
 
 
 def _examples(searcher, queries_file: Path, log: Log) -> None:
-    from query_builder import Filters, QueryImage, SearchRequest
+    from query_builder import Filters, QueryImage, SearchRequest, Searcher
 
     photos = [json.loads(line) for line in queries_file.read_text(encoding="utf-8").splitlines()]
     base = queries_file.parent
@@ -125,6 +126,18 @@ def _examples(searcher, queries_file: Path, log: Log) -> None:
     for title, req in examples:
         _banner(log, f"search — {title}  [hybrid_minmax]")
         _show(searcher.search(req), log)
+    # near-duplicates (the catalog has many products titled alike) folded into one hit each
+    from mappings import fields
+
+    diverse = Searcher(searcher.client, searcher.profile.with_(name="hybrid_minmax_collapse", collapse=fields.GROUP),
+                       searcher.space, index=searcher.index, aliases=searcher.aliases)
+    _banner(log, "search — 深色连衣裙, same brand and title collapsed  [hybrid_minmax + collapse: group]")
+    _show(diverse.search(SearchRequest(text="深色连衣裙")), log)
+    _banner(log, "search — 笔记本电脑 (laptop: nothing like it in a clothing shop)  [hybrid_minmax]")
+    _show(searcher.search(SearchRequest(text="笔记本电脑")), log)
+    _banner(log, "suggestions — lianyi (pinyin of 连衣…)")
+    for sug in searcher.suggest("lianyi", size=5):
+        log(f"  {sug.kind:9} {sug.text}")
 
 
 def judgments(catalog: Path, queries_file: Path):

@@ -52,6 +52,12 @@ IMAGE_URL = "url"                    # inside IMAGES
 IMAGE_VECTOR = "vector"              # inside IMAGES: shared space
 IMAGE_FEATURE = "feature"            # inside IMAGES: raw backbone feature (image -> image)
 
+# suggestions and diversity (issue 13)
+SUGGEST = "suggest"                  # completion field: title, brand and category inputs (Chinese, pinyin, initials)
+SUGGEST_CONTEXT = "kind"             # not a field: the suggest field's context, which kind of suggestion an input is
+GROUP = "group"                      # near-duplicate group (brand + title, normalized): what collapse keeps one of
+POPULARITY = "popularity"            # clicks from the events index (``cmsearch suggest --refresh-popularity``)
+
 SEP = ">"                            # category path separator inside category_path
 
 

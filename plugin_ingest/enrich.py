@@ -29,11 +29,12 @@ from analysis import AliasTable, Tokenizer, Vocabulary, category_ancestors, norm
 from analysis.pinyin import PINYIN_VERSION, initials_text, pinyin_text
 from mappings import fields as F
 from models.passage import passage_text
+from query_builder.suggest import suggest_entries, suggest_identity, suggestion_key
 
 from .schema import Product
 
 __all__ = ["Enricher", "ContentHash", "build_vocabulary", "category_value", "TEXT_FIELDS_FOR_UPDATE",
-           "ENRICH_VERSION"]
+           "group_key", "ENRICH_VERSION"]
 
 ENRICH_VERSION = "enrich-2"   # 2: pinyin, initials and terms fields
 INCOMPLETE = "incomplete"
@@ -43,10 +44,15 @@ MAX_ATTR_TERM_CHARS = 256      # longer attribute values are stored, not made in
 TEXT_FIELDS_FOR_UPDATE = (
     F.ID, F.TITLE, F.TITLE_RAW, F.DESCRIPTION, F.DESCRIPTION_RAW, F.BRAND, F.BRAND_TEXT,
     F.CATEGORY_PATH, F.CATEGORY_LEAF, *F.CATEGORY_LEVEL_FIELDS, F.CATEGORY_TEXT,
-    F.ACCESSORY_OF, F.RELATED, F.SERIES, F.PRICE, F.RATING, F.ATTRIBUTES, F.ATTR_TERMS,
+    F.ACCESSORY_OF, F.RELATED, F.SERIES, F.PRICE, F.RATING, F.ATTRIBUTES, F.ATTR_TERMS, F.SUGGEST, F.GROUP,
     F.PINYIN, F.PINYIN_INITIALS, F.TERMS,
 )
 MAX_TERM_CHARS = 64            # the terms keyword's ignore_above
+
+
+def group_key(brand: str, title: str) -> str:
+    """Near-duplicates share it: the same brand and the same title up to case, width, spaces and punctuation."""
+    return f"{normalize_text(brand)}|{suggestion_key(title) or normalize_text(title)}"
 
 
 def category_value(levels: Sequence[str]) -> str:
@@ -121,7 +127,8 @@ class Enricher:
         self.text_identity = _digest({"version": ENRICH_VERSION, "words": list(tokenizer.user_words),
                                       "hmm": tokenizer.hmm, "segmentation": tokenizer.version,
                                       "pinyin": PINYIN_VERSION,
-                                      "aliases": aliases.to_dict() if aliases is not None else None})
+                                      "aliases": aliases.to_dict() if aliases is not None else None,
+                                      "suggest": suggest_identity()})
 
     # -- pieces --------------------------------------------------------------------------
     def brand(self, raw: str) -> str:
@@ -188,6 +195,9 @@ class Enricher:
         """Every text and facet field of the product's document (absent values left out)."""
         tk = self.tokenizer
         doc: dict[str, Any] = {F.ID: p.id, F.TITLE: tk.field_text(p.title), F.TITLE_RAW: p.title}
+        doc[F.GROUP] = group_key(self.brand(p.brand), p.title)
+        doc[F.SUGGEST] = suggest_entries(tk.tokens(p.title), self.brand_spellings(p.brand),
+                                         p.category[-1] if p.category else None)
         if p.description:
             doc[F.DESCRIPTION] = tk.field_text(p.description)
             doc[F.DESCRIPTION_RAW] = p.description

@@ -35,12 +35,13 @@ from .request import Filters, NumberRange, QueryImage, QueryVectors, RequestErro
 from .results import Hit, HitExplain, RetrieverScore, SearchResult
 from .retrievers import RETRIEVERS, RetrieverKind, register as register_retriever
 from .searcher import SearchError, Searcher
+from .suggest import Suggestion
 from .understand import CategoryBoost, Understanding, understand
 
 __all__ = [
     "SearchRequest", "Filters", "NumberRange", "QueryImage", "QueryVectors", "RequestError",
     "Profile", "ProfileError", "RetrieverSpec", "LexicalSpec", "FusionSpec", "BoostSpec", "PhotoSpec",
-    "FacetSpec", "load_profile", "shipped_profiles",
+    "FacetSpec", "load_profile", "shipped_profiles", "Suggestion",
     "understand", "Understanding", "CategoryBoost",
     "encode", "QueryImageError", "space_for_index", "recorded_space",
     "RegionSpec", "Box", "cut_regions", "merge_regions", "region_requests",

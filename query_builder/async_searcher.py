@@ -21,6 +21,7 @@ from .profile import Profile
 from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
+from .suggest import KINDS, Suggestion
 from .search_flow import SearcherCore
 
 __all__ = ["AsyncSearcher"]
@@ -98,3 +99,8 @@ class AsyncSearcher(SearcherCore):
         prepared = await asyncio.to_thread(self._region_builds, request, spec, vocab, space_state, regions)
         caps = await self.capabilities() if any(self._needs_capabilities(b) for _, _, b in prepared) else None
         return await calls.run_async(self.client, self._regions_flow(request, spec, prepared, caps, t0))
+
+    async def suggest(self, prefix: str, size: int = 10, kinds: Sequence[str] = KINDS) -> list[Suggestion]:
+        """Titles, brands and categories that ``prefix`` (Chinese, pinyin or initials) begins; see
+        :mod:`query_builder.suggest`."""
+        return await calls.run_async(self.client, self._suggest_flow(prefix, size, kinds))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from analysis import Vocabulary
@@ -33,7 +33,10 @@ from .search_pipelines import SearchPipeline, search_pipeline
 from .understand import Understanding
 
 __all__ = ["BuildError", "SubQuery", "BuiltSearch", "build_search", "DISPLAY_FIELDS", "fused_query_vector",
-           "request_inputs"]
+           "request_inputs", "VARIANTS", "FLOOR_LEVELS"]
+FLOOR_LEVELS = ("normal", "no_words", "none")
+
+VARIANTS = "variants"   # the inner hits of a collapsed group
 
 # What a hit needs for display (the product id included), read from doc values.  Bodies load no
 # stored fields at all: not _source (it would parse every stored vector of every hit) and not
@@ -53,7 +56,7 @@ class SubQuery:
     retriever: str
     weight: float      # share of the fusion, the active sub-queries' weights sum to 1
     query: Query
-    k: int = 0         # products the retriever is meant to return (its profile k; 0 for lexical)
+    k: int = 0         # products the retriever is meant to return (its profile k; 0: lexical or floored)
 
 
 def _normalize(v: Sequence[float]) -> tuple[float, ...]:
@@ -116,6 +119,11 @@ class BuiltSearch:
     notes: tuple[str, ...] = ()
     image_probe: tuple[str, str, tuple[float, ...]] | None = None   # (retriever, nested field, vector)
     filters: tuple[Query, ...] = ()     # the filter clauses every retriever carries
+    floored: bool = False               # a k-NN retriever has a floor (its hits are real matches only)
+    real_matches: "BuiltSearch | None" = None  # the search with the no-words floors: counted for the total
+    collapse: str | None = None         # near-duplicates share this keyword field: one per page
+    collapse_variants: int = 3
+    nearest: "BuiltSearch | None" = None   # the same search without floors (profile no_match: nearest)
 
     # --- shape -------------------------------------------------------------------------
     @property
@@ -147,17 +155,34 @@ class BuiltSearch:
         return len(self.sub_queries) <= Hybrid.MAX_QUERIES
 
     # --- bodies ------------------------------------------------------------------------
-    @staticmethod
-    def _display() -> dict[str, Any]:
-        return {"_source": False, "stored_fields": "_none_", "docvalue_fields": list(DISPLAY_FIELDS)}
+    def _display(self) -> dict[str, Any]:
+        extra = [self.collapse] if self.collapse else []
+        return {"_source": False, "stored_fields": "_none_", "docvalue_fields": [*DISPLAY_FIELDS, *extra]}
+
+    @property
+    def collapse_client_side(self) -> bool:
+        """Near-duplicates are folded after fusion: neural-search 2.19 accepts ``collapse`` beside a
+        ``hybrid`` query but ignores it (tests/test_floor_live.py), and a client-side fusion has no
+        engine to do it."""
+        return bool(self.collapse) and self.is_fused
 
     def body(self) -> dict[str, Any]:
-        """The server-side body: a hybrid query (or the lone retriever's query) with page and facets."""
+        """The server-side body: a hybrid query (or the lone retriever's query) with page and facets.
+
+        With ``collapse``: the lone retriever's query collapses in the engine (the variants as
+        inner hits); a hybrid query returns its whole candidate list, folded after fusion.
+        """
         if self.is_fused:
             query = Hybrid(tuple(s.query for s in self.sub_queries), pagination_depth=self.depth).to_dict()
         else:
             query = self.sub_queries[0].query.to_dict()
         body: dict[str, Any] = {"query": query, "from": self.offset, "size": self.size, **self._display()}
+        if self.collapse_client_side:
+            body["from"], body["size"] = 0, self.depth
+        elif self.collapse:
+            body["collapse"] = {"field": self.collapse, "inner_hits": {
+                "name": VARIANTS, "size": self.collapse_variants + 1, "_source": False,
+                "docvalue_fields": [fields.ID]}}
         if self.aggs_json:
             body["aggs"] = self.aggs
         return body
@@ -173,12 +198,17 @@ class BuiltSearch:
         return {"query": q.to_dict(), "from": 0, "size": self.depth, **self._display(),
                 "track_total_hits": False}
 
-    def facet_body(self) -> dict[str, Any] | None:
-        """Facets over the union of what the retrievers match (client-side path)."""
-        if not self.aggs_json:
-            return None
+    def count_body(self) -> dict[str, Any]:
+        """How many products any retriever matches (``_count``): with floors, the real matches."""
+        return {"query": Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1).to_dict()}
+
+    def facet_body(self) -> dict[str, Any]:
+        """The total and the facets over the union of what the retrievers match (client-side path)."""
         union = Bool(should=tuple(s.query for s in self.sub_queries), minimum_should_match=1)
-        return {"query": union.to_dict(), "size": 0, "aggs": self.aggs}
+        body: dict[str, Any] = {"query": union.to_dict(), "size": 0, "track_total_hits": True}
+        if self.aggs_json:
+            body["aggs"] = self.aggs
+        return body
 
     def best_image_body(self, ids: Sequence[str]) -> dict[str, Any] | None:
         """For these products, their best-matching image (as an inner hit).
@@ -198,21 +228,19 @@ class BuiltSearch:
                 "docvalue_fields": [fields.ID]}
 
     def msearch_body(self, index: str) -> list[dict[str, Any]]:
-        """Header/body pairs: every retriever, then the facet body if facets are wanted."""
+        """Header/body pairs: every retriever, then the total and facets body."""
         lines: list[dict[str, Any]] = []
         for i in range(len(self.sub_queries)):
             lines += [{"index": index}, self.sub_query_body(i)]
-        fb = self.facet_body()
-        if fb is not None:
-            lines += [{"index": index}, fb]
-        return lines
+        return lines + [{"index": index}, self.facet_body()]
 
 
 # the fields a misspelled Latin word is matched fuzzily in: where brands and English titles are
 FUZZY_FIELDS = (fields.TITLE, fields.BRAND_TEXT)
 
 
-def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -> Query:
+def lexical_query(u: Understanding, profile: Profile, name: str | None = None,
+                  minimum_should_match: str | None = None) -> Query:
     """The words as typed, or any of the other readings the understanding found.
 
     Each reading is one should-clause, so a product matches if any reading does, and one that
@@ -225,11 +253,14 @@ def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -
     - fuzzy: the other words as above, and each unknown Latin word fuzzily (``fuzziness: AUTO``,
       first letter kept) in titles and brands;
     - the corrected words (``连衣裙`` for ``连衣群``), and each synonym variant.
+
+    ``minimum_should_match`` overrides the profile's (a long query's lower minimum match).
     """
     lex = profile.lexical
+    msm = minimum_should_match or lex.minimum_should_match
 
     def words(tokens) -> MultiMatch:
-        return MultiMatch(" ".join(tokens), lex.fields, type=lex.type, minimum_should_match=lex.minimum_should_match)
+        return MultiMatch(" ".join(tokens), lex.fields, type=lex.type, minimum_should_match=msm)
 
     literal = words(u.tokens)
     readings: list[Query] = []
@@ -257,8 +288,7 @@ def lexical_query(u: Understanding, profile: Profile, name: str | None = None) -
     for variant in u.synonym_variants:
         readings.append(Bool(must=(words(variant),), name="reading:synonym"))
     if not readings:
-        return MultiMatch(literal.query, lex.fields, type=lex.type, minimum_should_match=lex.minimum_should_match,
-                          name=name)
+        return MultiMatch(literal.query, lex.fields, type=lex.type, minimum_should_match=msm, name=name)
     return Bool(should=(literal, *readings), minimum_should_match=1, name=name)
 
 
@@ -268,28 +298,32 @@ def _query_vector(entry: RetrieverKind, vectors: QueryVectors, fused: tuple[floa
 
 
 def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float, ...] | None,
-                 profile: Profile, knn_filter: Query | None) -> Query:
+                 profile: Profile, knn_filter: Query | None, floors: str = "normal") -> Query:
     entry = spec.entry
     vector = _query_vector(entry, vectors, fused)
+    floor = spec.floor(floors)
     if not entry.nested:
-        return Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind)
+        return Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind, min_score=floor)
     # nested image vectors: a product scores as its best image (score_mode max), and the
     # best image itself comes back as an inner hit
     nested_k = max(spec.k, int(math.ceil(spec.k * profile.nested_overfetch)))
-    inner = Knn(entry.field_path, vector, nested_k, filter=knn_filter)
+    inner = Knn(entry.field_path, vector, nested_k, filter=knn_filter, min_score=floor)
     return Nested(fields.IMAGES, inner, score_mode="max", name=spec.kind,
                   inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
 
 
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
                  vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None,
-                 fused_weights: tuple[float, float] = (0.5, 0.5)) -> BuiltSearch:
+                 fused_weights: tuple[float, float] = (0.5, 0.5), *, floors: str = "normal") -> BuiltSearch:
     """Build every retriever the request's inputs allow, with filters and boosts inside each.
 
     ``vectors`` defaults to ``request.vectors``; a retriever whose input is
     missing is left out (a text-only request runs no image->image k-NN).
     ``fused_weights`` (``w_img, w_txt``) come from the index's recorded space (the
     :class:`Searcher` reads them), so a query is fused as its products were.
+    ``floors`` picks the k-NN floors: ``normal`` (``min_score``), ``no_words``
+    (``no_words_min_score``: the products it matches are the real matches, which the searcher
+    counts for the total) or ``none`` (the profile's ``no_match: nearest`` search).
     """
     vectors = (vectors or QueryVectors()).merged(request.vectors)
     inputs = request_inputs(understanding, vectors)
@@ -297,10 +331,20 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     notes = list(understanding.notes)
     words = len(understanding.tokens)
     dropped: list[str] = []
-    if profile.verbose_query_words and words >= profile.verbose_query_words and \
-            any(r.entry.lexical for r in active):
-        dropped = [r.kind for r in active if r.entry.text_vector_only]
-        if dropped:
+    verbose = bool(profile.verbose_query_words and words >= profile.verbose_query_words and
+                   any(r.entry.lexical for r in active))
+    minimum_should_match = profile.lexical.minimum_should_match
+    if verbose:
+        minimum_should_match = profile.verbose_minimum_should_match or minimum_should_match
+        text_only = [r.kind for r in active if r.entry.text_vector_only]
+        if text_only and profile.verbose_text_weight > 0:
+            active = tuple(replace(r, weight=r.weight * profile.verbose_text_weight) if r.entry.text_vector_only
+                           else r for r in active)
+            notes.append(f"a {words}-word query: {text_only} weighted x{profile.verbose_text_weight:g}, "
+                         f"lexical minimum match {minimum_should_match} (profile verbose_query_words "
+                         f"{profile.verbose_query_words})")
+        elif text_only:
+            dropped = text_only
             active = tuple(r for r in active if not r.entry.text_vector_only)
             notes.append(f"a {words}-word query: {dropped} left out, the words decide "
                          f"(profile verbose_query_words {profile.verbose_query_words})")
@@ -331,7 +375,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     expansions = tuple(b for b in boosts if b.kind in retrieving)
     for spec in active:
         if spec.entry.lexical:
-            mm = lexical_query(understanding, profile, name=spec.kind)
+            mm = lexical_query(understanding, profile, name=spec.kind, minimum_should_match=minimum_should_match)
             # brand and category boosts lift what the words matched (unless the profile's
             # lexical.boosts_retrieve says otherwise); accessories and related products are
             # retrieved too: their titles may never say the words (a phone case for 手机).
@@ -340,11 +384,11 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
             query: Query = (Bool(should=(matched, *extra), minimum_should_match=1, filter=filters) if extra
                             else matched.with_filter(*filters))
         else:
-            dense = _dense_query(spec, vectors, fused, profile, knn_filter)
+            dense = _dense_query(spec, vectors, fused, profile, knn_filter, floors)
             clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
         subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
-                             0 if spec.entry.lexical else spec.k))
+                             0 if spec.entry.lexical or spec.floor(floors) is not None else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)
     # the image retriever whose best image a hit shows (the registry's image_priority: a photo
@@ -359,7 +403,11 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
         notes.append(f"{len(subs)} retrievers exceed the hybrid query's limit of {Hybrid.MAX_QUERIES}; "
                      "fused client-side")
     aggs = facet_aggs(request.facets, profile.facets)
+    if floors not in FLOOR_LEVELS:
+        raise ValueError(f"floors {floors!r}; allowed: {list(FLOOR_LEVELS)}")
+    floored = any(r.floor(floors) is not None for r in active if not r.entry.lexical)
     return BuiltSearch(profile_name=profile.name, sub_queries=tuple(subs), fusion=profile.fusion, depth=depth,
                        offset=request.offset, size=request.size, aggs_json=json.dumps(aggs, ensure_ascii=False) if aggs else "", boosts=boosts,
                        understanding=understanding, notes=tuple(notes), image_probe=probe,
-                       filters=filters)
+                       filters=filters, floored=floored, collapse=profile.collapse,
+                       collapse_variants=profile.collapse_variants)

@@ -192,7 +192,11 @@ class Bool:
 
 @dataclass(frozen=True)
 class Knn:
-    """k-NN query; ``filter`` is applied inside the graph search (efficient filtering)."""
+    """k-NN query; ``filter`` is applied inside the graph search (efficient filtering).
+
+    With ``min_score`` it is a radial search: every document scoring at least that, not the
+    ``k`` nearest (``k`` then only sizes retries and is not sent).
+    """
 
     field: str
     vector: tuple[float, ...]
@@ -200,6 +204,7 @@ class Knn:
     filter: Query | None = None
     boost: float | None = None
     name: str | None = None
+    min_score: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vector", vector_tuple(self.vector))
@@ -209,7 +214,11 @@ class Knn:
             raise ValueError("knn k must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"vector": list(self.vector), "k": self.k}
+        body: dict[str, Any] = {"vector": list(self.vector)}
+        if self.min_score is None:
+            body["k"] = self.k
+        else:
+            body["min_score"] = self.min_score
         if self.filter is not None:
             body["filter"] = self.filter.to_dict()
         return {"knn": {self.field: _common(body, self.boost, self.name)}}

@@ -31,6 +31,8 @@ class ProfileError(ValueError):
 
 
 FUSION_MODES = ("auto", "server", "client")
+NO_MATCH = ("empty", "nearest")
+COLLAPSE_FIELDS = (schema.GROUP, schema.SERIES)
 
 
 def _strict(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -60,6 +62,17 @@ class RetrieverSpec:
     while a cosine k-NN score lies in [0, 1]: the same boost strengths must be
     expressed in each retriever's own units.  Unset, it is the kind's default.
 
+    ``min_score`` (k-NN only) is a relevance floor: the k-NN query becomes a radial search
+    (``min_score`` instead of ``k``, Lucene engine), so it returns every product at least that
+    similar and nothing below, and the hits' total counts those.  The score is the engine's
+    (cosine space: ``(1 + cos) / 2``).  Unset, the retriever returns its ``k`` nearest whatever
+    their distance.  ``no_words_min_score`` is the floor when no word of the query matches
+    (the lexical retriever finds nothing: random letters, a laptop in a clothing shop): then
+    only a close neighbour counts.  Text embeddings put every query fairly near every product,
+    so one floor cannot both keep the real matches of worded queries and refuse nonsense.
+    Lucene's radial search is approximate: it walks the graph only through nodes above the
+    floor, so a match reachable only through dissimilar nodes can be missed.
+
     ``requests`` limits the retriever to some kinds of request (``text``,
     ``image``, ``text+image``); unset, the kind's default (every kind, for the
     shipped retrievers: it runs whenever its input is there).  The fused-vector
@@ -71,11 +84,22 @@ class RetrieverSpec:
     k: int = 100
     boost_scale: float | None = None
     requests: tuple[str, ...] | None = None
+    min_score: float | None = None
+    no_words_min_score: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in RETRIEVERS:
             raise ProfileError(f"unknown retriever {self.kind!r}; allowed: {list(RETRIEVERS)}")
         entry = RETRIEVERS[self.kind]
+        for key in ("min_score", "no_words_min_score"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if entry.lexical:
+                raise ProfileError(f"retriever {self.kind}: {key} is a k-NN floor; the lexical retriever's "
+                                   "floor is lexical.minimum_should_match")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ProfileError(f"retriever {self.kind}: {key} must be a number in (0, 1], got {value!r}")
         _positive(self.weight, f"retriever {self.kind}: weight")
         _positive(self.k, f"retriever {self.kind}: k", integer=True)
         if self.k > 10_000:
@@ -96,6 +120,18 @@ class RetrieverSpec:
         if isinstance(data, str):
             return cls(kind=data)
         return cls(**_strict(cls, data, "retriever"))
+
+    @property
+    def floored(self) -> bool:
+        return self.min_score is not None or self.no_words_min_score is not None
+
+    def floor(self, level: str) -> float | None:
+        """The k-NN floor at ``level``: ``normal``, ``no_words`` (nothing matched the words) or ``none``."""
+        if level == "none":
+            return None
+        if level == "no_words" and self.no_words_min_score is not None:
+            return self.no_words_min_score
+        return self.min_score
 
     @property
     def entry(self) -> RetrieverKind:
@@ -312,6 +348,16 @@ class Profile:
       sentence) runs without the text k-NN retrievers when the lexical one runs: on such
       queries BM25 is nearly always right and text k-NN only pulls lookalikes above the
       product (IKEA description queries: bench/run_eval.py).  0 turns this off.
+    - ``verbose_minimum_should_match``: the lexical minimum match for such a query (unset: the
+      lexical one), and ``verbose_text_weight``: what the text k-NN retrievers' weights are
+      multiplied by for it (0: they are left out).  A pasted title then finds its product by
+      its words and similar products after it.
+    - ``no_match``: what a search returns when no retriever finds a real match (no lexical match
+      and nothing above a k-NN ``min_score``): ``empty`` (no hits, total 0) or ``nearest`` (the
+      nearest products anyway, the result flagged ``low_confidence``, total 0).
+    - ``collapse``: a keyword field (``group``: same brand and title; ``series``) whose
+      products count as one: a page shows the best of each, the others as its ``variants``
+      (at most ``collapse_variants``).  Unset: every product stands alone.
     """
 
     name: str
@@ -328,6 +374,11 @@ class Profile:
     max_query_tokens: int = 32
     verbose_query_words: int = 0
     synonyms: str | None = None
+    verbose_minimum_should_match: str | None = None
+    verbose_text_weight: float = 0.0
+    no_match: str = "empty"
+    collapse: str | None = None
+    collapse_variants: int = 3
 
     def __post_init__(self) -> None:
         if self.synonyms is not None and (not isinstance(self.synonyms, str) or not self.synonyms.strip()):
@@ -350,6 +401,18 @@ class Profile:
         _positive(self.max_query_chars, "max_query_chars", integer=True)
         _positive(self.max_query_tokens, "max_query_tokens", integer=True)
         _positive(self.verbose_query_words, "verbose_query_words", integer=True, allow_zero=True)
+        if self.verbose_minimum_should_match is not None:
+            try:
+                LexicalSpec(minimum_should_match=self.verbose_minimum_should_match)
+            except ProfileError:
+                raise ProfileError(f"verbose_minimum_should_match {self.verbose_minimum_should_match!r} "
+                                   "is not valid") from None
+        _positive(self.verbose_text_weight, "verbose_text_weight", allow_zero=True)
+        if self.no_match not in NO_MATCH:
+            raise ProfileError(f"no_match {self.no_match!r}; allowed: {list(NO_MATCH)}")
+        if self.collapse is not None and self.collapse not in COLLAPSE_FIELDS:
+            raise ProfileError(f"collapse {self.collapse!r}; allowed: {list(COLLAPSE_FIELDS)} or null")
+        _positive(self.collapse_variants, "collapse_variants", integer=True, allow_zero=True)
         if self.fusion.mode == "server":
             for inputs in _INPUT_SETS:
                 n = len(self.active(inputs))
@@ -392,7 +455,9 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lexical"] = self.lexical.to_dict()
-        d["retrievers"] = [{**asdict(r), "requests": list(r.requests)} for r in self.retrievers]
+        d["retrievers"] = [{**{k: v for k, v in asdict(r).items()
+                               if not (k in ("min_score", "no_words_min_score") and v is None)},
+                            "requests": list(r.requests)} for r in self.retrievers]
         d["facets"]["price_ranges"] = [list(r) for r in self.facets.price_ranges]
         return d
 

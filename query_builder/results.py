@@ -41,12 +41,13 @@ class Hit:
     score: float
     explain: HitExplain | None = None
     region: tuple[int, int, int, int] | None = None   # a region search: the box (left, top, right, bottom) that found it
+    variants: tuple[str, ...] = ()   # near-duplicates folded into this hit (profile ``collapse``)
 
 
 @dataclass(frozen=True)
 class SearchResult:
     hits: tuple[Hit, ...]
-    total: int                 # products matched (any retriever), as the engine counts them
+    total: int                 # products really matched (any retriever; k-NN ones above their floor)
     facets: Facets = field(default_factory=Facets)
     notes: tuple[str, ...] = ()
     fusion_path: str = "single"   # "single", "server" or "client"
@@ -54,9 +55,11 @@ class SearchResult:
     retrievers: tuple[str, ...] = ()
     understanding: Understanding | None = None
     took_ms: float = 0.0
+    low_confidence: bool = False   # nothing really matched; the hits are only the nearest (profile no_match)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"hits": [_hit_dict(h) for h in self.hits], "total": self.total, "facets": self.facets.to_dict(),
+             "low_confidence": self.low_confidence,
              "notes": list(self.notes), "fusion_path": self.fusion_path, "profile": self.profile,
              "retrievers": list(self.retrievers), "took_ms": round(self.took_ms, 1)}
         if self.understanding is not None:

@@ -36,7 +36,7 @@ from engine.vocabulary import vocabulary_searches
 from mappings import fields
 
 from . import calls
-from .bodies import BuiltSearch, build_search
+from .bodies import VARIANTS, BuiltSearch, build_search
 from .calls import Flow
 from .dsl import Bool, Exists, Knn, Nested, transform
 from .query_vectors import encode
@@ -46,9 +46,10 @@ from .facets import Facets, parse_facets
 from .fusion import fuse
 from .fusion_probe import FusionCapabilities
 from .profile import Profile, load_profile
-from .request import RequestError, SearchRequest
-from .results import SearchResult, hit_from_source, hit_id
+from .request import RequestError as BadRequest, SearchRequest
+from .results import Hit, SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
+from .suggest import KINDS, Suggestion, parse_suggestions, suggest_body
 from .understand import understand
 
 __all__ = ["SearchError", "SearcherCore", "nested_shortfall", "engine_message"]
@@ -186,6 +187,15 @@ class SearcherCore:
             request = encode(request, self.space, self.ocr)
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab, self.synonyms)
         built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
+        nearest = None
+        if self.profile.no_match == "nearest" and any(r.floored for r in self.profile.retrievers):
+            nearest = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights, floors="none")
+            built = replace(built, nearest=nearest)
+        if any(r.no_words_min_score is not None for r in self.profile.retrievers):
+            strict = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights,
+                                  floors="no_words")
+            if strict.floored:
+                built = replace(built, real_matches=strict)
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _region_builds(self, request: SearchRequest, spec: RegionSpec, vocab: Vocabulary,
@@ -197,11 +207,11 @@ class SearcherCore:
         on the region."""
         if regions is None:
             if self.space is None:
-                raise RequestError("a region search needs a searcher with a space (the models) to embed its "
+                raise BadRequest("a region search needs a searcher with a space (the models) to embed its "
                                    "regions")
             regions = region_requests(request, self.space, spec)
         if not regions:
-            raise RequestError("a region search needs at least one region")
+            raise BadRequest("a region search needs at least one region")
         out = []
         for i, (box, req) in enumerate(regions):
             req = req if i == 0 else replace(req, facets=())
@@ -283,14 +293,34 @@ class SearcherCore:
                      t0: float) -> Flow[SearchResult]:
         path, why = self._route(built, caps)
         notes = list(built.notes) + ([why] if why else [])
+        low_confidence = False
         try:
-            if path == "client":
-                raw_hits, total, facets, sub_responses = yield from self._run_client(built, notes)
+            # real matches: products that match the words, or k-NN neighbours above the
+            # no-words floors; ranking then uses the normal search, the total is theirs
+            real = None
+            if built.real_matches is not None:
+                real = (yield calls.count(self.index, built.real_matches.count_body()))["count"]
+            if real == 0:
+                raw_hits, total, facets, sub_responses = [], 0, Facets(), None
             else:
-                raw_hits, total, facets = yield from self._run_server(built, path, caps)
-                sub_responses = None
+                raw_hits, total, facets, sub_responses = yield from self._run(built, path, caps, notes)
+                if real is not None:
+                    total = real
+            if not raw_hits and not total and built.nearest is not None:
+                # nothing is a real match: the nearest products, said to be no more than that
+                built = built.nearest
+                path, why = self._route(built, caps)
+                raw_hits, _, facets, sub_responses = yield from self._run(built, path, caps, notes)
+                low_confidence = bool(raw_hits)
+                notes.append("no product really matches (no words matched, nothing above the k-NN floors); "
+                             "the nearest products are shown, flagged low confidence")
+            elif real == 0:
+                notes.append("no product really matches: no word matched and no product is close enough "
+                             "(the profile's no_words_min_score floors)")
             hits = [hit_from_source(h, score) for h, score in raw_hits]
-            if request.explain:
+            if built.collapse:
+                hits = fold_variants(hits, raw_hits, built)
+            if request.explain and hits:
                 if sub_responses is None:
                     sub_responses = yield from self._msearch(built, with_facets=False)
                 expl = explain_hits(built, sub_responses, {h.id: h.score for h in hits}, path)
@@ -301,7 +331,30 @@ class SearcherCore:
             raise SearchError(f"search on {self.index!r} failed: {engine_message(exc)}") from None
         return SearchResult(hits=tuple(hits), total=total, facets=facets, notes=tuple(notes), fusion_path=path,
                             profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
-                            took_ms=(time.perf_counter() - t0) * 1000)
+                            took_ms=(time.perf_counter() - t0) * 1000, low_confidence=low_confidence)
+
+    def _run(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None, notes: list[str]
+             ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]] | None]]:
+        if path == "client":
+            return (yield from self._run_client(built, notes))
+        raw_hits, total, facets = yield from self._run_server(built, path, caps)
+        return raw_hits, total, facets, None
+
+    def _suggest_flow(self, prefix: str, size: int, kinds: Sequence[str]) -> Flow[list[Suggestion]]:
+        try:
+            body = suggest_body(prefix, size, kinds)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if body is None:   # no letters or digits: nothing to complete
+            return []
+        try:
+            resp = yield calls.search(self.index, body)
+        except NotFoundError:
+            raise SearchError(f"index {self.index!r} does not exist") from None
+        except (OpenSearchException, TransportError) as exc:
+            raise SearchError(f"suggestions on {self.index!r} failed: {engine_message(exc)} (an index made "
+                              "before suggestions has no suggest field: re-ingest it with --recreate)") from None
+        return parse_suggestions(resp, size)
 
     def _regions_flow(self, request: SearchRequest, spec: RegionSpec,
                       prepared: Sequence[tuple[Box, SearchRequest, BuiltSearch]], caps: FusionCapabilities | None,
@@ -366,7 +419,7 @@ class SearcherCore:
 
     def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> Flow[list[Mapping[str, Any]]]:
         lines = built.msearch_body(self.index)
-        if not with_facets and built.facet_body() is not None:
+        if not with_facets:
             lines = lines[:-2]
         responses = (yield calls.msearch(lines))["responses"]
         for sub, resp in zip([*built.retrievers, "facets"], responses):
@@ -384,7 +437,8 @@ class SearcherCore:
             order = [(d.id, d.score) for d in fuse(ranked_lists(built, subs), built.weights, built.fusion)]
         else:
             order = [(hit_id(h), float(h["_score"] or 0.0)) for h in subs[0]["hits"]["hits"]]
-        page = order[built.offset: built.offset + built.size]
+        # folding near-duplicates needs the whole fused list; the page is cut after it
+        page = order if built.collapse_client_side else order[built.offset: built.offset + built.size]
         total = _total(facet_resp) if facet_resp is not None else len(order)
         facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
         return [(by_id[doc], score) for doc, score in page], total, facets, subs
@@ -420,6 +474,38 @@ class SearcherCore:
                          f"({matching} match the filters); re-ran with a larger k and got "
                          f"{len(resp['hits']['hits'])}")
             subs[i] = resp
+
+
+def fold_variants(hits: Sequence[Hit], raw_hits: Sequence[tuple[Mapping[str, Any], float]],
+                  built: BuiltSearch) -> list[Hit]:
+    """The page with one product per ``collapse`` group, the group's others as its variants.
+
+    Collapsed by the engine (one retriever): the variants are its inner hits.  Fused: the whole
+    fused list is folded here, best first, and the page cut from what is left.
+    """
+    limit = built.collapse_variants
+    if not built.collapse_client_side:
+        out = []
+        for hit, (raw, _) in zip(hits, raw_hits):
+            inner = ((((raw.get("inner_hits") or {}).get(VARIANTS) or {}).get("hits") or {}).get("hits")) or []
+            ids = [i for i in (hit_id(h) for h in inner) if i != hit.id][:limit]
+            out.append(replace(hit, variants=tuple(ids)))
+        return out
+    first: dict[str, int] = {}
+    kept: list[tuple[Hit, list[str]]] = []
+    for hit, (raw, _) in zip(hits, raw_hits):
+        values = (raw.get("fields") or {}).get(built.collapse) or []
+        key = str(values[0]) if values else None
+        if key is not None and key in first:
+            variants = kept[first[key]][1]
+            if len(variants) < limit:
+                variants.append(hit.id)
+            continue
+        if key is not None:
+            first[key] = len(kept)
+        kept.append((hit, []))
+    page = kept[built.offset: built.offset + built.size]
+    return [replace(hit, variants=tuple(v)) for hit, v in page]
 
 
 def nested_shortfall(got: int, want: int, matching: int) -> bool:

@@ -20,6 +20,7 @@ from .profile import Profile
 from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
+from .suggest import KINDS, Suggestion
 from .search_flow import SearchError, SearcherCore, nested_shortfall
 
 __all__ = ["SearchError", "Searcher", "nested_shortfall"]
@@ -117,3 +118,8 @@ class Searcher(SearcherCore):
         prepared = self._region_builds(request, spec, self.vocabulary(), self.index_space(), regions)
         caps = self.capabilities() if any(self._needs_capabilities(b) for _, _, b in prepared) else None
         return calls.run_sync(self.client, self._regions_flow(request, spec, prepared, caps, t0))
+
+    def suggest(self, prefix: str, size: int = 10, kinds: Sequence[str] = KINDS) -> list[Suggestion]:
+        """Titles, brands and categories that ``prefix`` (Chinese, pinyin or initials) begins, most
+        popular first, then best matched; see :mod:`query_builder.suggest`."""
+        return calls.run_sync(self.client, self._suggest_flow(prefix, size, kinds))

@@ -1,0 +1,235 @@
+"""Pure parts of issue 13 (floors, long queries, collapse, suggestions): bodies and folding, no node."""
+from __future__ import annotations
+
+import pytest
+
+from analysis import Tokenizer, Vocabulary
+from mappings import fields
+from query_builder import Profile, ProfileError, QueryVectors, SearchRequest, build_search, load_profile, understand
+from query_builder import suggest as sg
+from query_builder.bodies import VARIANTS
+from query_builder.dsl import Knn
+from query_builder.results import Hit
+from query_builder.search_flow import fold_variants
+
+VOCAB = Vocabulary(brands=["莲花"], category_paths=["服装>连衣裙"])
+TK = Tokenizer(VOCAB.words())
+VEC = (0.1, 0.2, 0.3, 0.4)
+
+
+def _built(profile: Profile, text: str = "深色 连衣裙", **kw):
+    req = SearchRequest(text=text, vectors=QueryVectors(text=VEC), **kw)
+    return build_search(req, profile, understand(req, profile, TK, VOCAB), vocabulary=VOCAB)
+
+
+def _floored(**changes) -> Profile:
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if r["kind"] in ("text_knn", "text_image_knn"):
+            r["min_score"] = 0.9
+    d.update(changes)
+    return Profile.from_dict(d)
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k, v
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+# --- floors -----------------------------------------------------------------------------------
+def test_radial_knn_sends_min_score_instead_of_k():
+    assert Knn("f", VEC, 100, min_score=0.9).to_dict() == {"knn": {"f": {"vector": list(VEC), "min_score": 0.9}}}
+    assert Knn("f", VEC, 100).to_dict()["knn"]["f"]["k"] == 100
+
+
+def test_floored_profile_builds_radial_knn_in_every_floored_sub_query_and_nested_one():
+    built = _built(_floored())
+    knns = {k: v for sub in built.sub_queries for k, v in _walk(sub.query.to_dict()) if k == "knn"}
+    assert knns and all("min_score" in spec and "k" not in spec for v in knns.values() for spec in [next(iter(v.values()))])
+    assert built.floored and all(s.k == 0 for s in built.sub_queries)   # no nested-shortfall retry on a radial list
+    nested = [v for s in built.sub_queries for k, v in _walk(s.query.to_dict()) if k == "nested"]
+    assert nested and "min_score" in next(iter(nested[0]["query"]["knn"].values()))
+    unfloored = build_search(SearchRequest(text="深色 连衣裙", vectors=QueryVectors(text=VEC)), _floored(),
+                             understand(SearchRequest(text="深色 连衣裙"), _floored(), TK, VOCAB), floors="none")
+    assert not unfloored.floored and "min_score" not in json_of(unfloored)
+
+
+def json_of(built) -> str:
+    import json
+
+    return json.dumps(built.body())
+
+
+def test_no_words_floor_applies_only_at_that_level():
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if r["kind"] == "text_knn":
+            r["no_words_min_score"] = 0.95
+    p = Profile.from_dict(d)
+    req = SearchRequest(text="深色 连衣裙", vectors=QueryVectors(text=VEC))
+    u = understand(req, p, TK, VOCAB)
+    normal, strict = build_search(req, p, u), build_search(req, p, u, floors="no_words")
+    assert not normal.floored and '"min_score"' not in json_of(normal)
+    assert strict.floored and '"min_score": 0.95' in json_of(strict)
+    assert strict.count_body()["query"]["bool"]["minimum_should_match"] == 1
+    with pytest.raises(ValueError, match="floors"):
+        build_search(req, p, u, floors="high")
+
+
+def test_shipped_profile_without_floors_keeps_k():
+    built = _built(load_profile("dense_text"))
+    assert not built.floored and '"k": 100' in json_of(built)
+
+
+@pytest.mark.parametrize("key", ["min_score", "no_words_min_score"])
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, "0.9", True])
+def test_bad_min_score_is_refused(bad, key):
+    with pytest.raises(ProfileError, match=key):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "text_knn", key: bad}]})
+
+
+def test_min_score_on_the_lexical_retriever_is_refused():
+    with pytest.raises(ProfileError, match="minimum_should_match"):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "lexical", "min_score": 0.5}]})
+
+
+def test_no_match_and_collapse_values_are_checked():
+    with pytest.raises(ProfileError, match="no_match"):
+        Profile.from_dict({"name": "x", "retrievers": ["lexical"], "no_match": "junk"})
+    with pytest.raises(ProfileError, match="collapse"):
+        Profile.from_dict({"name": "x", "retrievers": ["lexical"], "collapse": "title"})
+
+
+def test_total_body_is_always_sent_with_track_total_hits():
+    built = _built(_floored().with_(fusion=type(_floored().fusion)(mode="client")))
+    lines = built.msearch_body("idx")
+    assert lines[-1]["track_total_hits"] is True and lines[-1]["size"] == 0 and "aggs" not in lines[-1]
+
+
+# --- long queries ------------------------------------------------------------------------------
+LONG = "莲花 深色 连衣裙 修身 显瘦 长袖 秋冬 新款 女装 气质 通勤"
+
+
+def _multi_match(built):
+    return next(v for s in built.sub_queries for k, v in _walk(s.query.to_dict()) if k == "multi_match")
+
+
+def test_long_query_gets_its_minimum_match_and_weighted_text_knn():
+    p = load_profile("hybrid_minmax").with_(verbose_minimum_should_match="30%", verbose_text_weight=0.5)
+    built = _built(p, LONG)
+    assert _multi_match(built)["minimum_should_match"] == "30%"
+    w = dict(zip(built.retrievers, built.weights))
+    assert "text_knn" in w and w["text_knn"] == pytest.approx(0.125 / (0.40 + 0.125 + 0.025), abs=1e-5)
+    short = _built(p, "深色 连衣裙")
+    assert _multi_match(short)["minimum_should_match"] == p.lexical.minimum_should_match
+
+
+def test_long_query_with_text_weight_zero_leaves_text_knn_out():
+    built = _built(load_profile("hybrid_minmax").with_(verbose_text_weight=0.0), LONG)
+    assert built.retrievers == ("lexical",)
+
+
+# --- collapse ----------------------------------------------------------------------------------
+def test_single_retriever_collapses_in_the_engine_with_variants():
+    body = _built(load_profile("bm25").with_(collapse=fields.GROUP, collapse_variants=2)).body()
+    assert body["collapse"] == {"field": fields.GROUP, "inner_hits": {
+        "name": VARIANTS, "size": 3, "_source": False, "docvalue_fields": [fields.ID]}}
+    assert fields.GROUP in body["docvalue_fields"]
+
+
+def test_hybrid_fetches_the_candidate_list_to_fold_and_sends_no_collapse():
+    built = _built(_floored(collapse=fields.SERIES), offset=10, size=5)
+    body = built.body()
+    assert "collapse" not in body and body["from"] == 0 and body["size"] == built.depth
+    assert built.collapse_client_side and fields.SERIES in body["docvalue_fields"]
+
+
+def _hit(i):
+    return Hit(id=i, title=i, brand="", category="", price=None, image_url=None, score=1.0)
+
+
+def test_fold_keeps_the_best_of_each_group_and_pages_after_folding():
+    built = _built(_floored(collapse=fields.GROUP, collapse_variants=1), offset=1, size=2)
+    groups = {"a": "g1", "b": "g1", "c": "g2", "d": None, "e": "g1", "f": "g3"}
+    raw = [({"fields": {fields.GROUP: [g]} if g else {}}, 1.0) for g in groups.values()]
+    page = fold_variants([_hit(i) for i in groups], raw, built)
+    # folded: a(+b), c, d, f -> offset 1, size 2 -> c, d
+    assert [(h.id, h.variants) for h in page] == [("c", ()), ("d", ())]
+    first = fold_variants([_hit(i) for i in groups], raw, _built(_floored(collapse=fields.GROUP, collapse_variants=1)))
+    assert first[0].id == "a" and first[0].variants == ("b",)     # at most collapse_variants
+
+
+def test_fold_of_engine_collapse_reads_inner_hits():
+    built = _built(load_profile("bm25").with_(collapse=fields.GROUP))
+    inner = {"inner_hits": {VARIANTS: {"hits": {"hits": [{"fields": {fields.ID: [x]}} for x in ("a", "b", "c")]}}}}
+    (hit,) = fold_variants([_hit("a")], [(inner, 1.0)], built)
+    assert hit.variants == ("b", "c")
+
+
+# --- suggestions -------------------------------------------------------------------------------
+def test_suggestion_key_folds_case_width_spaces_and_punctuation():
+    assert sg.suggestion_key("Lian Yi-Qun") == "lianyiqun"
+    assert sg.suggestion_key("ＮＩＫＥ 运动鞋!") == "nike运动鞋"
+    assert sg.suggestion_key(" ,.-") == ""
+
+
+def test_suggest_body_has_one_completion_suggester_per_kind():
+    body = sg.suggest_body("Lian yi", 5)
+    assert set(body["suggest"]) == set(sg.KINDS)
+    for kind, s in body["suggest"].items():
+        assert s["prefix"] == "lianyi"
+        assert s["completion"] == {"field": fields.SUGGEST, "size": 5, "skip_duplicates": True,
+                                   "contexts": {fields.SUGGEST_CONTEXT: [kind]}}
+    assert sg.suggest_body("!!", 5) is None
+    assert set(sg.suggest_body("x", 3, (sg.BRAND,))["suggest"]) == {sg.BRAND}
+
+
+@pytest.mark.parametrize("size,kinds", [(0, sg.KINDS), (101, sg.KINDS), (5, ("colour",)), (5, ())])
+def test_suggest_body_refuses_bad_size_or_kind(size, kinds):
+    with pytest.raises(ValueError):
+        sg.suggest_body("x", size, kinds)
+
+
+def test_entries_weigh_popularity_before_match():
+    entries = sg.suggest_entries(["莲花", "深色", "连衣裙"], ["莲花"], "连衣裙", popularity=3)
+    weights = {(e["contexts"][fields.SUGGEST_CONTEXT][0], e["weight"]) for e in entries}
+    assert weights == {(sg.TITLE, 3 * 8 + 3), (sg.TITLE, 3 * 8 + 1), (sg.BRAND, 3 * 8 + 2),
+                       (sg.CATEGORY, 3 * 8 + 2)}
+    # the least popular product's best match still ranks below any more popular product
+    assert max(e["weight"] for e in sg.suggest_entries(["a"], popularity=0)) < \
+        min(e["weight"] for e in sg.suggest_entries(["a"], popularity=1))
+    later = next(e for e in entries if e["weight"] == 3 * 8 + 1)["input"]
+    assert "深色连衣裙" in later and "连衣裙" in later
+
+
+def test_entries_have_pinyin_and_initials_and_the_converter_is_pluggable():
+    pytest.importorskip("pypinyin")
+    first = sg.suggest_entries(["运动鞋"])[0]["input"]
+    assert first == ["运动鞋", "yundongxie", "ydx"]
+    try:
+        sg.set_pinyin(None)
+        assert sg.suggest_entries(["运动鞋"])[0]["input"] == ["运动鞋"]
+        assert sg.suggest_identity().endswith("/none")
+        sg.set_pinyin(lambda text: ("PIN", "P"), "fake")
+        assert sg.suggest_entries(["运动鞋"])[0]["input"] == ["运动鞋", "pin", "p"]
+    finally:
+        sg.set_pinyin(sg._pypinyin(), "pypinyin")
+
+
+def test_parse_merges_kinds_by_weight_then_kind_and_drops_duplicates():
+    def opt(score, **src):
+        return {"_score": score, "_source": src}
+    resp = {"suggest": {
+        sg.TITLE: [{"options": [opt(11, **{fields.ID: "p1", fields.TITLE_RAW: "莲花 连衣裙"}),
+                                opt(3, **{fields.ID: "p2", fields.TITLE_RAW: "莲花 连衣裙"})]}],
+        sg.BRAND: [{"options": [opt(11, **{fields.BRAND: "莲花"})]}],
+        sg.CATEGORY: [{"options": [opt(18, **{fields.CATEGORY_LEAF: "服装>连衣裙"})]}]}}
+    out = sg.parse_suggestions(resp, 10)
+    assert [(s.kind, s.text, s.product_id) for s in out] == [
+        (sg.CATEGORY, "连衣裙", ""), (sg.TITLE, "莲花 连衣裙", "p1"), (sg.BRAND, "莲花", "")]
+    assert len(sg.parse_suggestions(resp, 2)) == 2
