@@ -80,7 +80,7 @@ def understanding_extras(u: Understanding) -> dict[str, Any]:
     corrections and synonyms (empty parts left out)."""
     out: dict[str, Any] = {"original": u.original}
     if u.pinyin:
-        out["pinyin"] = [{"words": r.surface, "kind": r.kind, "readings": list(r.phrases())} for r in u.pinyin]
+        out["pinyin"] = [{"words": r.surface, "as": r.kind, "readings": list(r.phrases())} for r in u.pinyin]
     if u.fuzzy_words:
         out["fuzzy"] = list(u.fuzzy_words)
     if u.corrections:
