@@ -46,7 +46,7 @@ from .facets import Facets, parse_facets
 from .fusion import fuse
 from .fusion_probe import FusionCapabilities
 from .profile import Profile, load_profile
-from .request import RequestError, SearchRequest
+from .request import RequestError as BadRequest, SearchRequest   # opensearchpy's RequestError is the engine's
 from .results import SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
 from .understand import understand
@@ -197,11 +197,11 @@ class SearcherCore:
         on the region."""
         if regions is None:
             if self.space is None:
-                raise RequestError("a region search needs a searcher with a space (the models) to embed its "
+                raise BadRequest("a region search needs a searcher with a space (the models) to embed its "
                                    "regions")
             regions = region_requests(request, self.space, spec)
         if not regions:
-            raise RequestError("a region search needs at least one region")
+            raise BadRequest("a region search needs at least one region")
         out = []
         for i, (box, req) in enumerate(regions):
             req = req if i == 0 else replace(req, facets=())
