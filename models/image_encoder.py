@@ -222,42 +222,9 @@ class ImageEncoder:
         if not out_name:
             raise ImageEncoderError(f"image model has no {output!r} output (has {sorted(self.outputs)})")
         logit_name = self.outputs.get("logits")
-        feats, logits, ok, errors = [], [], [], []
-        batch, batch_idx = [], []
-
-        def flush():
-            if not batch:
-                return
-            f, lg = self._run(np.stack(batch), out_name, logit_name)
-            feats.append(f)
-            if lg is not None:
-                logits.append(lg)
-            ok.extend(batch_idx)
-            batch.clear()
-            batch_idx.clear()
-
-        for i, src in enumerate(items):
-            name = names[i] if names is not None else None
-            try:
-                x = self.preprocess(load_image(src, name=name))
-            except ImageDecodeError as err:
-                if _raise:
-                    raise
-                err.index = i
-                errors.append(err)
-                continue
-            except Exception as exc:  # noqa: BLE001 - any per-item failure is that item's error
-                err = ImageDecodeError(name or describe_source(src), f"{type(exc).__name__}: {exc}")
-                if _raise:
-                    raise err from exc
-                err.index = i
-                errors.append(err)
-                continue
-            batch.append(x)
-            batch_idx.append(i)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        feats, logits, ok, errors = encode_in_batches(
+            items, lambda src, name: self.preprocess(load_image(src, name=name)),
+            lambda x: self._run(x, out_name, logit_name), batch_size, names=names, raise_first=_raise)
 
         f = np.concatenate(feats) if feats else np.zeros((0, self._out_dim(output)), np.float32)
         if normalize:
@@ -286,6 +253,57 @@ class ImageEncoder:
     def __repr__(self) -> str:
         return (f"ImageEncoder({self.entry.get('name')!r}, variant={self.variant!r}, dim={self.dim}, "
                 f"threads={self.threads})")
+
+
+def encode_in_batches(sources: Sequence[Any], prepare, run, batch_size: int = 32, *,
+                      names: Sequence[str] | None = None, raise_first: bool = False
+                      ) -> tuple[list[np.ndarray], list[np.ndarray], list[int], list[ImageDecodeError]]:
+    """The one decode-and-batch loop: ``prepare(source, name)`` -> network input, ``run(stacked)`` ->
+    (features, logits or None) per batch of ``batch_size``.  A source that cannot be prepared is
+    its own :class:`ImageDecodeError` (with ``index``) and the rest are encoded; ``raise_first``
+    raises the first one instead.  Returns the per-batch features and logits, the positions that
+    encoded, and the errors."""
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    ok: list[int] = []
+    errors: list[ImageDecodeError] = []
+    batch: list[np.ndarray] = []
+    batch_idx: list[int] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        f, lg = run(np.stack(batch))
+        feats.append(f)
+        if lg is not None:
+            logits.append(lg)
+        ok.extend(batch_idx)
+        batch.clear()
+        batch_idx.clear()
+
+    for i, src in enumerate(sources):
+        name = names[i] if names is not None else None
+        try:
+            x = prepare(src, name)
+        except ImageDecodeError as err:
+            if raise_first:
+                raise
+            err.index = i
+            errors.append(err)
+            continue
+        except Exception as exc:  # noqa: BLE001 - any per-item failure is that item's error
+            err = ImageDecodeError(name or describe_source(src), f"{type(exc).__name__}: {exc}")
+            if raise_first:
+                raise err from exc
+            err.index = i
+            errors.append(err)
+            continue
+        batch.append(x)
+        batch_idx.append(i)
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return feats, logits, ok, errors
 
 
 def _as_list(images: Iterable[ImageSource] | ImageSource) -> list:

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .identity import SpaceIdentity, heads_digest
-from .images import ImageDecodeError, ImageSource, describe_source, load_image
+from .images import ImageDecodeError, ImageSource, load_image
 from .passage import DEFAULT_TEXT_FIELDS, PASSAGE_FORMAT, passage_text
 
 __all__ = ["Space", "SpaceError", "ProductVectors", "QueryEmbedding", "fuse", "unit"]
@@ -275,32 +275,10 @@ class Space:
 
         One bad image is its own :class:`ImageDecodeError` (with ``index``); the rest are encoded.
         """
-        feats, logits, ok, errors, batch, idx = [], [], [], [], [], []
+        from .image_encoder import encode_in_batches
 
-        def flush():
-            if batch:
-                f, lg = self.image_features(np.stack(batch))
-                feats.append(f)
-                if lg is not None:
-                    logits.append(lg)
-                ok.extend(idx)
-                batch.clear()
-                idx.clear()
-
-        for i, src in enumerate(sources):
-            try:
-                batch.append(self.preprocess(self.decode(src)))
-                idx.append(i)
-            except ImageDecodeError as err:
-                err.index = i
-                errors.append(err)
-            except Exception as exc:  # noqa: BLE001 - any per-image failure is that image's error
-                err = ImageDecodeError(describe_source(src), f"{type(exc).__name__}: {exc}")
-                err.index = i
-                errors.append(err)
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        feats, logits, ok, errors = encode_in_batches(sources, lambda src, name: self.preprocess(self.decode(src)),
+                                                      self.image_features, batch_size)
         f = np.concatenate(feats) if feats else np.zeros((0, self.dims.image_feature), np.float32)
         lg = np.concatenate(logits) if logits and sum(map(len, logits)) == len(f) else None
         return f, lg, np.asarray(ok, np.int64), errors

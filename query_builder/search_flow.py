@@ -46,7 +46,7 @@ from .facets import Facets, parse_facets
 from .fusion import fuse
 from .fusion_probe import FusionCapabilities
 from .profile import Profile, load_profile
-from .request import RequestError as BadRequest, SearchRequest
+from .request import RequestError as BadRequest, SearchRequest   # opensearchpy's RequestError is the engine's
 from .results import Hit, SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
 from .suggest import KINDS, Suggestion, parse_suggestions, suggest_body

@@ -562,7 +562,9 @@ def test_ocr_text_from_product_photo(os_client, fresh_index, tmp_path):
 
 # ---------------------------------------------------------------- a real Ctrl-C
 _CHILD = r"""
-import sys
+import signal, sys
+# Ctrl-C semantics even when started from a background job, where SIGINT is ignored at startup
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from pathlib import Path
 from engine.client import ConnectionSettings

