@@ -34,7 +34,7 @@ from mappings import VectorDims  # noqa: E402
 from plugin_ingest.enrich import Enricher  # noqa: E402
 from plugin_ingest.schema import Product  # noqa: E402
 from query_builder import Searcher  # noqa: E402
-from query_builder.suggest import pinyin_forms  # noqa: E402
+from analysis.suggestions import pinyin_forms  # noqa: E402
 
 
 def _records(catalogs: Path, product1m: Path) -> list[dict]:

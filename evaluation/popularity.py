@@ -5,7 +5,7 @@ over the whole events index (or one application / period) by a paged aggregation
 periodic aggregate, not a live counter: ``cmsearch suggest --refresh-popularity`` (from cron,
 say hourly) recounts and rewrites the ``popularity`` field and the weights of the product's
 ``suggest`` entries, in the engine (one update-by-query, nothing read back), so suggestions
-rank by popularity first and then by how the prefix matched (:mod:`query_builder.suggest`).
+rank by popularity first and then by how the prefix matched (:mod:`analysis.suggestions`).
 A product no longer clicked falls back to popularity 0.  A reload that re-writes a product's
 text fields resets its suggestion weights until the next refresh.
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from analysis.suggestions import MAX_POPULARITY, WEIGHT_STEP
 from mappings import fields
-from query_builder.suggest import MAX_POPULARITY, WEIGHT_STEP
 
 from .events import ACTION_NAME, APPLICATION, CLICK, DEFAULT_INDEX, TIMESTAMP
 

@@ -232,6 +232,13 @@ class Space:
 
     # ------------------------------------------------------------------ facts
     @property
+    def floors(self) -> dict[str, float]:
+        """The no-words k-NN floors this space knows, by retriever kind (:mod:`models.floors`)."""
+        from .floors import space_floors
+
+        return space_floors(self.manifest, self.heads_manifest)
+
+    @property
     def has_heads(self) -> bool:
         return self.heads_manifest is not None
 

@@ -27,9 +27,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from analysis import AliasTable, Tokenizer, Vocabulary, category_ancestors, normalize_brand, normalize_text
 from analysis.pinyin import PINYIN_VERSION, initials_text, pinyin_text
+from analysis.suggestions import suggest_entries, suggest_identity, suggestion_key
 from mappings import fields as F
 from models.passage import passage_text
-from query_builder.suggest import suggest_entries, suggest_identity, suggestion_key
 
 from .schema import Product
 

@@ -31,6 +31,7 @@ class ProfileError(ValueError):
 
 
 FUSION_MODES = ("auto", "server", "client")
+SPACE_FLOOR = "space"   # a no_words_min_score filled in from the searcher's space (models.floors)
 NO_MATCH = ("empty", "nearest")
 COLLAPSE_FIELDS = (schema.GROUP, schema.SERIES)
 
@@ -70,6 +71,11 @@ class RetrieverSpec:
     (the lexical retriever finds nothing: random letters, a laptop in a clothing shop): then
     only a close neighbour counts.  Text embeddings put every query fairly near every product,
     so one floor cannot both keep the real matches of worded queries and refuse nonsense.
+    ``"space"`` asks for the floor of the space that made the index (:mod:`models.floors`:
+    the text encoder's, the catalog's heads'): a floor is a property of the vectors, and one
+    calibrated for one encoder or one catalog means nothing for another.  The searcher fills it
+    in from its space (:meth:`Profile.with_floors`); a space that knows no floor for the
+    retriever, or a searcher without a space, leaves the retriever unfloored.
     Lucene's radial search is approximate: it walks the graph only through nodes above the
     floor, so a match reachable only through dissimilar nodes can be missed.
 
@@ -85,7 +91,7 @@ class RetrieverSpec:
     boost_scale: float | None = None
     requests: tuple[str, ...] | None = None
     min_score: float | None = None
-    no_words_min_score: float | None = None
+    no_words_min_score: float | str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in RETRIEVERS:
@@ -93,13 +99,15 @@ class RetrieverSpec:
         entry = RETRIEVERS[self.kind]
         for key in ("min_score", "no_words_min_score"):
             value = getattr(self, key)
-            if value is None:
+            if value is None or (key == "no_words_min_score" and value == SPACE_FLOOR and not entry.lexical):
                 continue
             if entry.lexical:
                 raise ProfileError(f"retriever {self.kind}: {key} is a k-NN floor; the lexical retriever's "
                                    "floor is lexical.minimum_should_match")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-                raise ProfileError(f"retriever {self.kind}: {key} must be a number in (0, 1], got {value!r}")
+                raise ProfileError(f"retriever {self.kind}: {key} must be a number in (0, 1]"
+                                   + (f" or {SPACE_FLOOR!r}" if key == "no_words_min_score" else "")
+                                   + f", got {value!r}")
         _positive(self.weight, f"retriever {self.kind}: weight")
         _positive(self.k, f"retriever {self.kind}: k", integer=True)
         if self.k > 10_000:
@@ -122,15 +130,21 @@ class RetrieverSpec:
         return cls(**_strict(cls, data, "retriever"))
 
     @property
+    def no_words_floor(self) -> float | None:
+        """The no-words floor as a number (None: none, or the space's and not filled in)."""
+        v = self.no_words_min_score
+        return None if v is None or v == SPACE_FLOOR else float(v)
+
+    @property
     def floored(self) -> bool:
-        return self.min_score is not None or self.no_words_min_score is not None
+        return self.min_score is not None or self.no_words_floor is not None
 
     def floor(self, level: str) -> float | None:
         """The k-NN floor at ``level``: ``normal``, ``no_words`` (nothing matched the words) or ``none``."""
         if level == "none":
             return None
-        if level == "no_words" and self.no_words_min_score is not None:
-            return self.no_words_min_score
+        if level == "no_words" and self.no_words_floor is not None:
+            return self.no_words_floor
         return self.min_score
 
     @property
@@ -433,6 +447,15 @@ class Profile:
 
     def with_(self, **changes: Any) -> "Profile":
         return replace(self, **changes)
+
+    def with_floors(self, floors: Mapping[str, float]) -> "Profile":
+        """The profile with every ``"space"`` no-words floor filled in from ``floors`` (the
+        space's, by retriever kind); one the space does not know is left out."""
+        if not any(r.no_words_min_score == SPACE_FLOOR for r in self.retrievers):
+            return self
+        return replace(self, retrievers=tuple(
+            replace(r, no_words_min_score=floors.get(r.kind)) if r.no_words_min_score == SPACE_FLOOR else r
+            for r in self.retrievers))
 
     # --- (de)serialization ---------------------------------------------------------------
     @classmethod

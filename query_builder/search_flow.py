@@ -115,7 +115,8 @@ class SearcherCore:
                  capabilities: FusionCapabilities | None = None, ocr: Any = None,
                  allow_other_space: bool = False, synonyms: SynonymTable | None = None) -> None:
         self.client = client
-        self.profile = load_profile(profile)
+        # "space" floors are the space's: a floor belongs to the vectors (models.floors)
+        self.profile = load_profile(profile).with_floors(getattr(space, "floors", None) or {})
         # the request's synonyms, else the profile's file (read once; a bad file is an error now)
         self.synonyms = synonyms if synonyms is not None else \
             SynonymTable.load(self.profile.synonyms) if self.profile.synonyms else None
@@ -191,7 +192,7 @@ class SearcherCore:
         if self.profile.no_match == "nearest" and any(r.floored for r in self.profile.retrievers):
             nearest = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights, floors="none")
             built = replace(built, nearest=nearest)
-        if any(r.no_words_min_score is not None for r in self.profile.retrievers):
+        if any(r.no_words_floor is not None for r in self.profile.retrievers):
             strict = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights,
                                   floors="no_words")
             if strict.floored:
@@ -316,7 +317,7 @@ class SearcherCore:
                              "the nearest products are shown, flagged low confidence")
             elif real == 0:
                 notes.append("no product really matches: no word matched and no product is close enough "
-                             "(the profile's no_words_min_score floors)")
+                             "(the no-words k-NN floors)")
             hits = [hit_from_source(h, score) for h, score in raw_hits]
             if built.collapse:
                 hits = fold_variants(hits, raw_hits, built)

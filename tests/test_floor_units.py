@@ -6,6 +6,7 @@ import pytest
 from analysis import Tokenizer, Vocabulary
 from mappings import fields
 from query_builder import Profile, ProfileError, QueryVectors, SearchRequest, build_search, load_profile, understand
+from analysis import suggestions as sa
 from query_builder import suggest as sg
 from query_builder.bodies import VARIANTS
 from query_builder.dsl import Knn
@@ -173,9 +174,9 @@ def test_fold_of_engine_collapse_reads_inner_hits():
 
 # --- suggestions -------------------------------------------------------------------------------
 def test_suggestion_key_folds_case_width_spaces_and_punctuation():
-    assert sg.suggestion_key("Lian Yi-Qun") == "lianyiqun"
-    assert sg.suggestion_key("ＮＩＫＥ 运动鞋!") == "nike运动鞋"
-    assert sg.suggestion_key(" ,.-") == ""
+    assert sa.suggestion_key("Lian Yi-Qun") == "lianyiqun"
+    assert sa.suggestion_key("ＮＩＫＥ 运动鞋!") == "nike运动鞋"
+    assert sa.suggestion_key(" ,.-") == ""
 
 
 def test_suggest_body_has_one_completion_suggester_per_kind():
@@ -196,29 +197,24 @@ def test_suggest_body_refuses_bad_size_or_kind(size, kinds):
 
 
 def test_entries_weigh_popularity_before_match():
-    entries = sg.suggest_entries(["莲花", "深色", "连衣裙"], ["莲花"], "连衣裙", popularity=3)
+    entries = sa.suggest_entries(["莲花", "深色", "连衣裙"], ["莲花"], "连衣裙", popularity=3)
     weights = {(e["contexts"][fields.SUGGEST_CONTEXT][0], e["weight"]) for e in entries}
     assert weights == {(sg.TITLE, 3 * 8 + 3), (sg.TITLE, 3 * 8 + 1), (sg.BRAND, 3 * 8 + 2),
                        (sg.CATEGORY, 3 * 8 + 2)}
     # the least popular product's best match still ranks below any more popular product
-    assert max(e["weight"] for e in sg.suggest_entries(["a"], popularity=0)) < \
-        min(e["weight"] for e in sg.suggest_entries(["a"], popularity=1))
+    assert max(e["weight"] for e in sa.suggest_entries(["a"], popularity=0)) < \
+        min(e["weight"] for e in sa.suggest_entries(["a"], popularity=1))
     later = next(e for e in entries if e["weight"] == 3 * 8 + 1)["input"]
     assert "深色连衣裙" in later and "连衣裙" in later
 
 
-def test_entries_have_pinyin_and_initials_and_the_converter_is_pluggable():
-    pytest.importorskip("pypinyin")
-    first = sg.suggest_entries(["运动鞋"])[0]["input"]
-    assert first == ["运动鞋", "yundongxie", "ydx"]
-    try:
-        sg.set_pinyin(None)
-        assert sg.suggest_entries(["运动鞋"])[0]["input"] == ["运动鞋"]
-        assert sg.suggest_identity().endswith("/none")
-        sg.set_pinyin(lambda text: ("PIN", "P"), "fake")
-        assert sg.suggest_entries(["运动鞋"])[0]["input"] == ["运动鞋", "pin", "p"]
-    finally:
-        sg.set_pinyin(sg._pypinyin(), "pypinyin")
+def test_entries_have_the_shared_pinyin_and_initials():
+    assert sa.suggest_entries(["运动鞋"])[0]["input"] == ["运动鞋", "yundongxie", "ydx"]
+    # the same phrase-aware reading ingest writes into the pinyin fields (银行 is yin hang)
+    assert sa.pinyin_forms("银行卡") == ("yinhangka", "yhk")
+    assert sa.pinyin_forms("iPhone 15 手机") == ("iphone15shouji", "iphone15sj")
+    assert sa.pinyin_forms("Nike") == ()
+    assert "pinyin-" in sa.suggest_identity()
 
 
 def test_parse_merges_kinds_by_weight_then_kind_and_drops_duplicates():
@@ -233,3 +229,57 @@ def test_parse_merges_kinds_by_weight_then_kind_and_drops_duplicates():
     assert [(s.kind, s.text, s.product_id) for s in out] == [
         (sg.CATEGORY, "连衣裙", ""), (sg.TITLE, "莲花 连衣裙", "p1"), (sg.BRAND, "莲花", "")]
     assert len(sg.parse_suggestions(resp, 2)) == 2
+
+
+# --- floors belong to the space ----------------------------------------------------------------
+def test_space_floors_fill_the_shipped_profiles_and_nothing_else():
+    from types import SimpleNamespace
+
+    from query_builder.search_flow import SearcherCore
+
+    p = load_profile("hybrid_minmax")
+    assert {r.kind: r.no_words_min_score for r in p.retrievers if r.no_words_min_score} == \
+        {"text_knn": "space", "text_image_knn": "space"}
+    assert not any(r.floored for r in p.retrievers)        # not filled in: no floor
+    filled = p.with_floors({"text_knn": 0.9, "image_text_knn": 0.5})
+    got = {r.kind: r.no_words_floor for r in filled.retrievers}
+    assert got["text_knn"] == 0.9 and got["text_image_knn"] is None and got["image_text_knn"] is None
+    core = SearcherCore(None, "hybrid_minmax", SimpleNamespace(floors={"text_knn": 0.93, "text_image_knn": 0.6}))
+    assert {r.kind: r.no_words_floor for r in core.profile.retrievers if r.floored} == \
+        {"text_knn": 0.93, "text_image_knn": 0.6}
+    assert not any(r.floored for r in SearcherCore(None, "hybrid_minmax").profile.retrievers)
+
+
+def test_a_floor_is_a_number_or_the_spaces():
+    with pytest.raises(ProfileError, match="'space'"):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "text_knn", "no_words_min_score": "spaces"}]})
+    with pytest.raises(ProfileError, match="lexical"):
+        Profile.from_dict({"name": "x", "retrievers": [{"kind": "lexical", "no_words_min_score": "space"}]})
+
+
+def test_space_floors_come_from_the_encoder_and_the_heads():
+    from models.floors import space_floors
+
+    e5 = {"text": {"name": "intfloat/multilingual-e5-small"}}
+    assert space_floors(e5, None) == {"text_knn": 0.935}
+    heads = {"text_head": {"file": None}, "floors": {"text_image_knn": 0.61}}
+    assert space_floors(e5, heads) == {"text_knn": 0.935, "text_image_knn": 0.61}
+    # a trained text head moves the text space: the encoder's figure no longer holds
+    assert space_floors(e5, {"text_head": {"file": "text_head.onnx"}, "floors": {"text_image_knn": 0.61}}) == \
+        {"text_image_knn": 0.61}
+    assert space_floors({"text": {"name": "another/encoder"}}, None) == {}
+
+
+def test_the_text_image_floor_is_above_every_nonsense_best_photo():
+    import numpy as np
+
+    from models.training.floors import nonsense_queries, text_image_floor
+
+    assert nonsense_queries() == nonsense_queries() and len(set(nonsense_queries())) == 64
+    rng = np.random.default_rng(3)
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)   # noqa: E731
+    q, photos = unit(rng.normal(size=(64, 16))), unit(rng.normal(size=(200, 16)))
+    out = text_image_floor(q, photos)
+    best = ((1 + q @ photos.T) / 2).max(axis=1)
+    assert best.max() < out["text_image_knn"] <= best.max() + 0.004
+    assert out["nonsense_best_max"] == round(float(best.max()), 4)

@@ -197,6 +197,14 @@ def test_refit_trains_every_product_after_validation_chose_the_epochs(photo_cata
     assert "refit" in t["phase_seconds"]
     assert any(line.startswith("refit: training on all 60 products") for line in lines)
     assert man["image_encoder"] == {"fit": "center_crop", "variant": "fp32"}
+    # the text -> image no-words floor is calibrated for these heads, above every nonsense query's best photo
+    cal = man["floors_calibration"]
+    assert man["floors"] == {"text_image_knn": cal["text_image_knn"]}
+    assert cal["nonsense_best_max"] < cal["text_image_knn"] <= 1 and cal["nonsense_queries"] == 64
+    assert any(line.startswith("no-words floor, text -> image:") for line in lines)
+    from models.space import Space
+    floors = Space.load(models_copy, tmp_path / "heads").floors
+    assert floors["text_image_knn"] == cal["text_image_knn"] and floors["text_knn"] == 0.935
     off = _train(photo_catalog, models_copy, tmp_path / "heads-norefit", lambda s: None, refit=False)
     assert off["training"]["refit"] is None
     assert off["files"]["image_head.onnx"] != man["files"]["image_head.onnx"]

@@ -135,13 +135,15 @@ def _jsonable(obj: Any) -> Any:
 def write_heads(out_dir: str | Path, *, image_head: HeadParams, text_head: HeadParams,
                 image_feature_dim: int, text_dim: int, classifier: HeadParams | None = None,
                 categories: list[str] | None = None, logit_scale: float | None = None,
-                metadata: dict | None = None, image_encoder: dict | None = None) -> dict:
+                metadata: dict | None = None, image_encoder: dict | None = None,
+                floors: dict | None = None) -> dict:
     """Write the ONNX files and manifest.json into out_dir; return the manifest.
 
     The text head may be the identity (no file): the shared space is then the e5 text space.
     ``image_encoder`` declares how photos reach the backbone (``fit``) and which image model
     file runs it (``variant``; with ``file``, a file already in out_dir, e.g. the int8 tower
     calibrated on the catalog); :class:`models.space.Space` reads it for products and queries.
+    ``floors`` are the no-words k-NN floors calibrated for these heads (:mod:`models.floors`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +198,7 @@ def write_heads(out_dir: str | Path, *, image_head: HeadParams, text_head: HeadP
         "logit_scale": logit_scale,
         "fusion": {"w_img": 0.5, "w_txt": 0.5},
         "image_encoder": tower,
+        "floors": dict(floors or {}),
         "files": files,
     }
     manifest.update(_jsonable(metadata or {}))

@@ -23,6 +23,7 @@ from .catalog import DEFAULT_TEXT_FIELDS, TrainingProduct, read_catalog
 from .classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier
 from .export import write_heads
 from .features import FeatureCache
+from .floors import nonsense_queries, text_image_floor
 from .int8 import INT8_FILE, INT8_VARIANT, Int8Gate, calibrate, pick_photos
 from .metrics import normalize, retrieval_metrics
 from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
@@ -266,6 +267,13 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
                       "seconds": round(time.perf_counter() - t0, 2)}
         log(f"refit: done in {refit_info['seconds']:.1f}s")
 
+    t0 = time.perf_counter()
+    photos = data.subset(everyone).without_views()
+    nonsense = apply_head(final.text_head, space.encode_text(nonsense_queries(), kind="query"))
+    floors = text_image_floor(nonsense, apply_head(final.image_head, photos.image_features))
+    phase("floors", t0)
+    log(f"no-words floor, text -> image: {floors['text_image_knn']:.3f} (best photo of {floors['nonsense_queries']} "
+        f"nonsense queries: median {floors['nonsense_best_p50']:.4f}, max {floors['nonsense_best_max']:.4f})")
     out_dir = Path(out_dir)
     tower = {"fit": cfg.image_fit, "variant": "fp32"}
     if cfg.int8 is not None:
@@ -296,6 +304,7 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
             "image_errors": len(feats.image_errors),
         },
         "eval": evaluation,
+        "floors_calibration": floors,
         "backbones": {"text": _model_summary(extractor.manifest.get("text", {})),
                       "image": _model_summary(extractor.manifest.get("image", {}))},
     }
@@ -303,7 +312,8 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
                            image_feature_dim=data.image_features.shape[1], text_dim=data.text_vectors.shape[1],
                            classifier=None if final_cls is None else final_cls.params,
                            categories=None if final_cls is None else final_cls.categories,
-                           logit_scale=final.logit_scale, metadata=metadata, image_encoder=tower)
+                           logit_scale=final.logit_scale, metadata=metadata, image_encoder=tower,
+                           floors={"text_image_knn": floors["text_image_knn"]})
     log(f"wrote heads to {out_dir} (shared dim {manifest['spaces']['shared']['dim']}, image fit {cfg.image_fit}, "
         f"image tower {tower['variant']}) in {time.perf_counter() - t_start:.1f}s total; phases: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
