@@ -19,8 +19,7 @@ class Capabilities:
     hybrid: bool | None  # neural-search hybrid query through a normalization-processor pipeline (None: not probed)
     rrf: bool | None     # neural-search score-ranker-processor (RRF) (None: not probed)
     normalizations: tuple[str, ...] | None = None  # fusion methods that run server-side (None: not probed)
-    weighted_rrf: bool | None = None    # RRF honours per-query weights (neural-search 3.x)
-    min_max_bounds: bool | None = None  # min_max takes lower_bounds (neural-search 3.x)
+    weighted_rrf: bool | None = None    # RRF honours per-query weights (neural-search 3.1+)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +40,7 @@ def detect(client: OpenSearch, fusion_probe: Callable[[OpenSearch, str], Any] | 
     layer does not import it: the caller hands in its probe (``query_builder.detect_fusion``,
     the one a ``Searcher`` routes by), which is run against the throw-away index and whose
     ``hybrid`` and ``rrf`` (and what newer neural-search adds: the server-side normalizations,
-    weighted RRF, min-max bounds) are reported; without one they are None (not probed).
+    weighted RRF) are reported; without one they are None (not probed).
     """
     version = client.info()["version"]["number"]
     index = f"cmsearch-probe-{uuid.uuid4().hex[:12]}"
@@ -49,18 +48,16 @@ def detect(client: OpenSearch, fusion_probe: Callable[[OpenSearch, str], Any] | 
     try:
         knn = _try(lambda: _knn_probe(client, index))
         if fusion_probe is not None:
-            found = {"hybrid": False, "rrf": False, "normalizations": (), "weighted_rrf": False,
-                     "min_max_bounds": False}
+            found = {"hybrid": False, "rrf": False, "normalizations": (), "weighted_rrf": False}
             if knn:
                 fusion = fusion_probe(client, index)
                 found = {"hybrid": bool(fusion.hybrid), "rrf": bool(fusion.rrf),
                          "normalizations": tuple(sorted(fusion.normalizations)),
-                         "weighted_rrf": "rrf" in fusion.weighted, "min_max_bounds": bool(fusion.min_max_bounds)}
+                         "weighted_rrf": "rrf" in fusion.weighted}
     finally:
         _try(lambda: client.indices.delete(index=index))
     return Capabilities(version=version, knn=knn, hybrid=found.get("hybrid"), rrf=found.get("rrf"),
-                        normalizations=found.get("normalizations"), weighted_rrf=found.get("weighted_rrf"),
-                        min_max_bounds=found.get("min_max_bounds"))
+                        normalizations=found.get("normalizations"), weighted_rrf=found.get("weighted_rrf"))
 
 
 def _knn_probe(client: OpenSearch, index: str) -> None:

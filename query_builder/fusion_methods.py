@@ -16,10 +16,10 @@ ranking does not change when a search moves between the two paths:
   min raw score (the server's edge cases, kept so both paths agree).
 - ``rrf``: ``1 / (rank_constant + rank)``, rank from 1; rank based, so no combination:
   the scores are summed.  Client-side, non-uniform weights scale each retriever's share, and
-  equal weights give the server's plain sum.  neural-search 2.19's RRF ignores weights; newer
-  ones (3.x) take them as ``parameters.weights`` (summing to 1: the same order as client-side,
-  each score smaller by the number of retrievers), which the probe finds out by the score a
-  weighted pipeline gives, so unequal weights go server-side only where they count.
+  equal weights give the server's plain sum.  neural-search 2.19's RRF takes no weights; 3.1+
+  takes them as ``parameters.weights`` (summing to 1: the same order as client-side, each score
+  smaller by the number of retrievers), which the probe finds out by the score a weighted
+  pipeline gives, so unequal weights go server-side only where they count.
 - combinations: ``arithmetic_mean`` is ``sum(w_i * s_i) / sum(w_i)`` over *all* retrievers,
   a retriever that did not return the product contributing 0; ``geometric_mean`` and
   ``harmonic_mean`` count only the retrievers that returned it.

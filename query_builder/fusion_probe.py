@@ -8,9 +8,9 @@ pipelines are created (and deleted again), never an index.  The probe is a flow
 (:mod:`query_builder.calls`), so the blocking and the asyncio searcher share it.
 
 What neural-search added after 2.19 is found the same way, by feature rather than by
-version number: ``z_score`` (3.0) is one more normalization to try; weighted RRF (3.x) is
-told by the score of the first hit, since 2.19's RRF accepts weights and ignores them;
-min-max ``lower_bounds`` (3.x) by a pipeline that holds them; a node without neural-search
+version number: ``z_score`` (3.0) is one more normalization to try; weighted RRF (3.1) is
+told by the score of the first hit, not by the pipeline being accepted (2.19's normalization
+processor accepts parameters it does not know and ignores them); a node without neural-search
 (the local 3.x node) has no hybrid query at all, and every search is fused client-side.
 """
 from __future__ import annotations
@@ -39,8 +39,7 @@ class FusionCapabilities:
     normalizations: frozenset[str] = frozenset()  # fusion methods (registry names) that work server-side
     combinations: frozenset[str] = frozenset()
     pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
-    weighted: frozenset[str] = frozenset()        # rank-based methods whose processor honours weights (3.x RRF)
-    min_max_bounds: bool = False                  # min_max takes lower_bounds (3.x)
+    weighted: frozenset[str] = frozenset()        # rank-based methods whose processor honours weights (3.1+ RRF)
     detail: str = ""
 
     @property
@@ -121,13 +120,6 @@ def _weights_count(index: str, pipeline: str, depth: bool) -> Flow[bool]:
     return abs(float(hits[0]["_score"]) - _PROBE_WEIGHTS[0] / 61) < 1e-5
 
 
-def _bounded_min_max(combination: str) -> dict[str, Any]:
-    processor = FUSION_METHODS[_BASE_METHOD].probe_processor(combination)
-    processor["normalization-processor"]["normalization"]["parameters"] = {
-        "lower_bounds": [{"mode": "apply", "min_score": 0.0}, {"mode": "apply", "min_score": 0.0}]}
-    return processor
-
-
 def probe_fusion(index: str) -> Flow[FusionCapabilities]:
     """The probe as a flow: every registered fusion method and combination is tried on ``index``
     (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again."""
@@ -162,11 +154,7 @@ def probe_fusion(index: str) -> Flow[FusionCapabilities]:
                     created.append(pipe)
                     if (yield from _weights_count(index, pipe, depth)):
                         weighted.add(name)
-        bounds = False
-        pipe = f"{probe}-{_BASE_METHOD}-bounds"
-        if (yield from _put(pipe, _bounded_min_max(_BASE_COMBINATION))):
-            created.append(pipe)
-            bounds = (yield from _hybrid_runs(index, pipe, depth=depth))[0]
+
         combos = {_BASE_COMBINATION}
         for combination in COMBINATION_METHODS:
             if combination == _BASE_COMBINATION:
@@ -176,7 +164,7 @@ def probe_fusion(index: str) -> Flow[FusionCapabilities]:
                 created.append(pipe)
                 combos.add(combination)
         return FusionCapabilities(hybrid=True, normalizations=frozenset(methods), combinations=frozenset(combos),
-                                  pagination_depth=depth, weighted=frozenset(weighted), min_max_bounds=bounds)
+                                  pagination_depth=depth, weighted=frozenset(weighted))
     finally:
         for name in created:
             yield from _delete(name)

@@ -81,7 +81,7 @@ def test_the_node_is_opensearch_3_with_knn_and_no_hybrid(client3):
     caps = detect(client3, fusion_probe=detect_fusion)
     assert caps.version.startswith("3.5.")
     assert caps.knn and caps.hybrid is False and caps.rrf is False
-    assert caps.weighted_rrf is False and caps.min_max_bounds is False
+    assert caps.weighted_rrf is False and caps.normalizations == ()
 
 
 @pytest.mark.parametrize("profile", ["hybrid_minmax", "hybrid_rrf"])
@@ -107,9 +107,9 @@ def test_server_side_fusion_demanded_on_3x_without_neural_search_is_a_clear_erro
 
 
 def test_the_probe_finds_no_3x_fusion_features_on_a_2_19_node(os_client):
-    """neural-search 2.19 accepts RRF weights and ignores them: the probe must tell by the score."""
+    """Weighted RRF and z_score are neural-search 3.x's: found by trying, not by the version."""
     caps = detect(os_client, fusion_probe=detect_fusion)
     if not caps.version.startswith("2.19.") or not caps.hybrid:
         pytest.skip(f"the session's node is OpenSearch {caps.version} (hybrid {caps.hybrid}), not 2.19 with neural-search")
-    assert caps.rrf and caps.weighted_rrf is False and caps.min_max_bounds is False
+    assert caps.rrf and caps.weighted_rrf is False
     assert "z_score" not in caps.normalizations and "min_max" in caps.normalizations
