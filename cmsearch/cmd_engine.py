@@ -8,7 +8,7 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from engine import EngineError, LocalEngine
-from engine.node import CLUSTER_HEAP, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
+from engine.node import CLUSTER_HEAP, ENGINE_VERSIONS, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
 from engine.capabilities import detect
 from query_builder import detect_fusion
 
@@ -26,10 +26,14 @@ def engine() -> None:
 @click.option("--heap", default=None, help=f"JVM heap per node (-Xms/-Xmx). Default: {SINGLE_HEAP} for one node, "
                                            f"{CLUSTER_HEAP} each for several.")
 @click.option("--timeout", default=240.0, show_default=True, help="Seconds to wait for green.")
-def start(nodes: int, heap: str | None, timeout: float) -> None:
+@click.option("--version", "version", default=None, metavar="|".join(ENGINE_VERSIONS),
+              help="OpenSearch version to build and run (3.x needs Java 21+; it has k-NN but no neural-search, "
+                   "so fusion runs client-side). Default: $CMSEARCH_ENGINE_VERSION, else the version of the "
+                   "data already here, else 2.19.")
+def start(nodes: int, heap: str | None, timeout: float, version: str | None) -> None:
     """Build (first time) and start the local node or cluster; prints its URL. What runs is reused;
     nodes of the cluster that are down are started again."""
-    eng = LocalEngine(heap=heap, nodes=nodes)
+    eng = LocalEngine(heap=heap, nodes=nodes, version=version)
     try:
         url = eng.start(timeout=timeout, progress=lambda m: click.echo(m, err=True))
     except EngineError as exc:

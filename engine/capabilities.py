@@ -18,6 +18,8 @@ class Capabilities:
     knn: bool            # knn_vector with the Lucene HNSW engine, knn query with a filter
     hybrid: bool | None  # neural-search hybrid query through a normalization-processor pipeline (None: not probed)
     rrf: bool | None     # neural-search score-ranker-processor (RRF) (None: not probed)
+    normalizations: tuple[str, ...] | None = None  # fusion methods that run server-side (None: not probed)
+    weighted_rrf: bool | None = None    # RRF honours per-query weights (neural-search 3.1+)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -37,21 +39,25 @@ def detect(client: OpenSearch, fusion_probe: Callable[[OpenSearch, str], Any] | 
     kNN is tried here.  Server-side fusion is the query builder's business, and the engine
     layer does not import it: the caller hands in its probe (``query_builder.detect_fusion``,
     the one a ``Searcher`` routes by), which is run against the throw-away index and whose
-    ``hybrid`` and ``rrf`` are reported; without one they are None (not probed).
+    ``hybrid`` and ``rrf`` (and what newer neural-search adds: the server-side normalizations,
+    weighted RRF) are reported; without one they are None (not probed).
     """
     version = client.info()["version"]["number"]
     index = f"cmsearch-probe-{uuid.uuid4().hex[:12]}"
-    hybrid = rrf = None
+    found: dict[str, Any] = {}
     try:
         knn = _try(lambda: _knn_probe(client, index))
         if fusion_probe is not None:
-            hybrid = rrf = False
+            found = {"hybrid": False, "rrf": False, "normalizations": (), "weighted_rrf": False}
             if knn:
                 fusion = fusion_probe(client, index)
-                hybrid, rrf = bool(fusion.hybrid), bool(fusion.rrf)
+                found = {"hybrid": bool(fusion.hybrid), "rrf": bool(fusion.rrf),
+                         "normalizations": tuple(sorted(fusion.normalizations)),
+                         "weighted_rrf": "rrf" in fusion.weighted}
     finally:
         _try(lambda: client.indices.delete(index=index))
-    return Capabilities(version=version, knn=knn, hybrid=hybrid, rrf=rrf)
+    return Capabilities(version=version, knn=knn, hybrid=found.get("hybrid"), rrf=found.get("rrf"),
+                        normalizations=found.get("normalizations"), weighted_rrf=found.get("weighted_rrf"))
 
 
 def _knn_probe(client: OpenSearch, index: str) -> None:

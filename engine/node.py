@@ -10,6 +10,13 @@ finding each other over loopback transport ports that ``cluster/cluster.json`` r
 node restarted after a crash finds the others, and keeps its port when it is still free).
 Only one of the two runs at a time.
 
+The OpenSearch version is a choice (``version``, else ``CMSEARCH_ENGINE_VERSION``, else 2.19):
+each version has its own pom, Maven build directory (``build`` for 2.19, ``build-<version>``
+otherwise, so both can be built side by side) and Java: 3.x needs Java 21+, found through
+``CMSEARCH_JAVA_HOME``, ``JAVA_HOME``, ``java`` on PATH or the JDKs under ``/usr/lib/jvm``.  A
+node's data records the version that wrote it, and a node of another version is refused there
+(3.x upgrades 2.x data for good, and 2.x cannot read 3.x data).
+
 The pid file is a hint, not the truth: it can be damaged, or name a pid the system has since
 given to another process (after ``kill -9``).  A running node is the java process whose command
 line runs the launcher on that node's directory, found through ``/proc``; the pid file is only
@@ -22,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,10 +43,9 @@ from pathlib import Path
 from typing import IO, Iterator
 
 JAVA_DIR = Path(__file__).with_name("java")
-OPENSEARCH_VERSION = "2.19.1"
 
 # Plugins loaded from the class path; ones whose classes are missing are skipped by the launcher.
-PLUGIN_CLASSES = (
+_PLUGINS_2 = (
     "org.opensearch.transport.Netty4Plugin",
     "org.opensearch.analysis.common.CommonAnalysisPlugin",
     "org.opensearch.painless.PainlessPlugin",
@@ -46,6 +53,15 @@ PLUGIN_CLASSES = (
     "org.opensearch.index.reindex.ReindexPlugin",
     "org.opensearch.knn.plugin.KNNPlugin",
     "org.opensearch.neuralsearch.plugin.NeuralSearch",
+)
+# 3.x renamed the modules' plugin classes; no neural-search 3.x zip is on Maven Central
+_PLUGINS_3 = (
+    "org.opensearch.transport.Netty4ModulePlugin",
+    "org.opensearch.analysis.common.CommonAnalysisModulePlugin",
+    "org.opensearch.painless.PainlessModulePlugin",
+    "org.opensearch.index.mapper.MapperExtrasModulePlugin",
+    "org.opensearch.index.reindex.ReindexModulePlugin",
+    "org.opensearch.knn.plugin.KNNPlugin",
 )
 PLUGIN_DIRS = ("opensearch-knn", "neural-search")
 LAUNCHER_CLASS = "org.cmsearch.engine.Launcher"
@@ -70,6 +86,128 @@ class EngineError(RuntimeError):
     """The local engine could not be built, started or stopped; the message says why."""
 
 
+@dataclass(frozen=True)
+class EngineVersion:
+    """One OpenSearch version the local node can be built as: its pom, Java and plugins."""
+
+    name: str                  # what ``--version`` takes
+    opensearch: str            # the OpenSearch release
+    pom: str                   # under engine/java
+    java: int                  # the oldest Java feature release it runs on
+    plugin_classes: tuple[str, ...]
+    jvm_flags: tuple[str, ...] = ()
+
+    @property
+    def build_name(self) -> str:
+        """The build directory under the state dir (2.19 keeps the one it always had)."""
+        return "build" if self.name == DEFAULT_VERSION else f"build-{self.name}"
+
+
+DEFAULT_VERSION = "2.19"
+ENGINE_VERSIONS = {v.name: v for v in (
+    EngineVersion("2.19", "2.19.1", "pom.xml", 17, _PLUGINS_2),
+    # Lucene 10 calls the foreign-memory API: allowed up front instead of warned about
+    EngineVersion("3.5", "3.5.0", "pom-3.5.xml", 21, _PLUGINS_3, ("--enable-native-access=ALL-UNNAMED",)),
+)}
+
+
+def engine_version(name: str | None = None) -> EngineVersion:
+    """The version ``name`` (``2.19``, ``3.5``, or the full release such as ``3.5.0``); None means
+    ``CMSEARCH_ENGINE_VERSION``, else 2.19."""
+    wanted = name if name is not None else (os.environ.get("CMSEARCH_ENGINE_VERSION") or DEFAULT_VERSION)
+    key = wanted.strip()
+    for v in ENGINE_VERSIONS.values():
+        if key in (v.name, v.opensearch):
+            return v
+    source = "" if name is not None else " (from CMSEARCH_ENGINE_VERSION)"
+    raise EngineError(f"unknown engine version {wanted!r}{source}; the local node can be built as "
+                      f"{', '.join(ENGINE_VERSIONS)}")
+
+
+# ---- Java ------------------------------------------------------------------------------
+JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/java"))
+_RELEASE_VERSION = re.compile(r'^JAVA_VERSION="?([0-9][^"\s]*)"?', re.M)
+_VERSION_LINE = re.compile(r'version "([0-9][^"]*)"')
+
+
+def _feature(version: str) -> int | None:
+    """The feature release of a Java version string (``17.0.15`` -> 17, ``1.8.0_392`` -> 8)."""
+    parts = re.findall(r"\d+", version)
+    if not parts:
+        return None
+    major = int(parts[0])
+    return int(parts[1]) if major == 1 and len(parts) > 1 else major
+
+
+def java_feature(home: Path) -> int | None:
+    """The Java feature release of the JDK or JRE at ``home`` (its ``release`` file, else what
+    ``bin/java -version`` says); None when there is no working java there."""
+    java = home / "bin" / "java"
+    if not java.is_file():
+        return None
+    try:
+        m = _RELEASE_VERSION.search((home / "release").read_text(errors="replace"))
+        if m:
+            return _feature(m.group(1))
+    except OSError:
+        pass
+    try:
+        out = subprocess.run([str(java), "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = _VERSION_LINE.search(out)
+    return _feature(m.group(1)) if m else None
+
+
+def _java_candidates() -> list[tuple[str, Path]]:
+    """Where a JDK may be, in the order they are preferred: ``JAVA_HOME``, ``java`` on PATH, then
+    the JDKs installed under the usual roots (newest first)."""
+    found: list[tuple[str, Path]] = []
+    if os.environ.get("JAVA_HOME"):
+        found.append(("JAVA_HOME", Path(os.environ["JAVA_HOME"]).expanduser()))
+    on_path = shutil.which("java")
+    if on_path:
+        found.append(("java on PATH", Path(os.path.realpath(on_path)).parent.parent))
+    installed = []
+    for root in JVM_ROOTS:
+        try:
+            installed += [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+        except OSError:
+            continue
+    versions = {p: java_feature(p) for p in installed}
+    for p in sorted(installed, key=lambda p: (-(versions[p] or 0), str(p))):
+        found.append((str(p.parent), p))
+    return found
+
+
+def find_java(minimum: int, purpose: str) -> Path:
+    """The home of a Java ``minimum``+ to run ``purpose`` with.
+
+    ``CMSEARCH_JAVA_HOME`` is taken as given (an older Java there is an error, not skipped);
+    otherwise the first of :func:`_java_candidates` that is new enough.
+    """
+    explicit = os.environ.get("CMSEARCH_JAVA_HOME")
+    if explicit:
+        home = Path(explicit).expanduser()
+        feature = java_feature(home)
+        if feature is None:
+            raise EngineError(f"CMSEARCH_JAVA_HOME={home} holds no working bin/java")
+        if feature < minimum:
+            raise EngineError(f"{purpose} needs Java {minimum} or newer; CMSEARCH_JAVA_HOME={home} is Java {feature}")
+        return home
+    seen = []
+    for where, home in _java_candidates():
+        feature = java_feature(home)
+        if feature is not None and feature >= minimum:
+            return home
+        if feature is not None:
+            seen.append(f"{home} (Java {feature}, {where})")
+    found = "; found only " + ", ".join(dict.fromkeys(seen)) if seen else "; found no Java at all"
+    raise EngineError(f"{purpose} needs Java {minimum} or newer{found}. Install a JDK {minimum}+ and point "
+                      "CMSEARCH_JAVA_HOME (or JAVA_HOME) at it")
+
+
 def default_state_dir() -> Path:
     env = os.environ.get("CMSEARCH_ENGINE_DIR")
     if env:
@@ -78,10 +216,13 @@ def default_state_dir() -> Path:
     return Path(base) / "cmsearch" / "engine"
 
 
-def _pom_digest() -> str:
-    h = hashlib.sha256()
+def _pom_digest(version: EngineVersion) -> str:
+    """What ``version``'s build is made from: its pom, the sources, the config (not the other poms)."""
+    h = hashlib.sha256(version.name.encode())
     for p in sorted(JAVA_DIR.rglob("*")):
         if p.is_file() and "target" not in p.parts:
+            if p.parent == JAVA_DIR and p.suffix == ".xml" and p.name != version.pom:
+                continue
             h.update(p.relative_to(JAVA_DIR).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -210,6 +351,21 @@ class NodeDir:
             return None
         return f"http://{first}"
 
+    @property
+    def version_file(self) -> Path:
+        return self.path / "engine-version"
+
+    def data_version(self) -> str | None:
+        """The engine version whose node wrote the data here (None: no data yet).  Data from
+        before versions were recorded is 2.19's, the only version there was."""
+        try:
+            recorded = self.version_file.read_text().strip()
+            if recorded:
+                return recorded
+        except OSError:
+            pass
+        return DEFAULT_VERSION if (self.path / "data").is_dir() else None
+
     def log_tail(self, lines: int = 25) -> str:
         out = []
         logs = [self.log_file, *sorted((self.path / "logs").glob("*.log"))]
@@ -236,21 +392,37 @@ class LocalEngine:
     """Build, start, stop and inspect the local node (or cluster of ``nodes``) under ``state_dir``.
 
     ``heap`` is per node; by default 1g for one node and 512m for each node of a cluster.
+    ``version`` is the OpenSearch version to build and start (:data:`ENGINE_VERSIONS`); None
+    means ``CMSEARCH_ENGINE_VERSION``, else the version whose data is under ``state_dir``,
+    else 2.19.
     """
 
     state_dir: Path = None  # type: ignore[assignment]
     http_ports: str = "9200-9299"
     heap: str | None = None
     nodes: int = 1
+    version: str | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir or default_state_dir()).expanduser().resolve()
         self._stdin_keepalive: dict[str, IO] = {}
 
+    @property
+    def engine(self) -> EngineVersion:
+        """The version this engine builds and starts (resolved when first needed, so that a bad
+        ``CMSEARCH_ENGINE_VERSION`` does not stop anyone from finding or stopping a node)."""
+        if self.version is not None or os.environ.get("CMSEARCH_ENGINE_VERSION"):
+            return engine_version(self.version)
+        for nd in self._all_nodes():
+            recorded = nd.data_version()
+            if recorded in ENGINE_VERSIONS:
+                return ENGINE_VERSIONS[recorded]
+        return ENGINE_VERSIONS[DEFAULT_VERSION]
+
     # ---- paths -------------------------------------------------------------------------
     @property
     def build_dir(self) -> Path:
-        return self.state_dir / "build"
+        return self.state_dir / self.engine.build_name
 
     @property
     def node_dir(self) -> Path:
@@ -309,17 +481,21 @@ class LocalEngine:
     # ---- build -------------------------------------------------------------------------
     def is_built(self) -> bool:
         marker = self.build_dir / "BUILT"
-        return marker.exists() and marker.read_text().strip() == _pom_digest()
+        return marker.exists() and marker.read_text().strip() == _pom_digest(self.engine)
+
+    def java_home(self) -> Path:
+        """The JDK this engine's version is built and run with (:func:`find_java`)."""
+        return find_java(self.engine.java, f"OpenSearch {self.engine.opensearch}")
 
     def build(self, *, quiet: bool = True) -> None:
-        """Run Maven once (again only when the launcher sources change)."""
+        """Run Maven once (again only when the launcher sources or this version's pom change)."""
         if self.is_built():
             return
+        version = self.engine
         mvn = shutil.which("mvn")
         if not mvn:
             raise EngineError("Maven (mvn) is not on PATH; install it (apt-get install maven) to build the engine")
-        if not shutil.which("java"):
-            raise EngineError("java is not on PATH; a JDK 17 is needed (apt-get install openjdk-17-jdk-headless)")
+        java_home = self.java_home()
         self.build_dir.mkdir(parents=True, exist_ok=True)
         # Maven writes next to the pom: copy the sources into the state dir so an installed
         # package directory is never written to.
@@ -327,14 +503,18 @@ class LocalEngine:
         if src.exists():
             shutil.rmtree(src)
         shutil.copytree(JAVA_DIR, src, ignore=shutil.ignore_patterns("target"))
-        cmd = [mvn, "-B", "package", "-DskipTests", f"-Dcmsearch.build.dir={self.build_dir / 'target'}"]
+        cmd = [mvn, "-B", "-f", version.pom, "package", "-DskipTests",
+               f"-Dcmsearch.build.dir={self.build_dir / 'target'}"]
         if quiet:
             cmd.insert(1, "-q")
-        proc = subprocess.run(cmd, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, "JAVA_HOME": str(java_home),
+               "PATH": f"{java_home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+        proc = subprocess.run(cmd, cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.splitlines()[-30:])
-            raise EngineError(f"building the engine with Maven failed (exit {proc.returncode}):\n{tail}")
-        (self.build_dir / "BUILT").write_text(_pom_digest())
+            raise EngineError(f"building OpenSearch {version.opensearch} with Maven failed "
+                              f"(exit {proc.returncode}):\n{tail}")
+        (self.build_dir / "BUILT").write_text(_pom_digest(version))
 
     def classpath(self) -> list[Path]:
         target = self.build_dir / "target"
@@ -427,10 +607,12 @@ class LocalEngine:
                         f"{', '.join(nd.name for nd, _ in cluster_up)}); stop it first with `cmsearch engine stop`, "
                         f"or start it with `cmsearch engine start --nodes {size}`")
                 if single_pid is not None:
+                    self._check_version(self._single, running=True)
                     return self._wait_for_running(self._single, single_pid, timeout)
+                self._check_version(self._single)
                 self._prepare_build(progress)
                 proc = self._spawn(self._single, (), self.heap or SINGLE_HEAP, exit_with_parent)
-                progress(f"starting OpenSearch {OPENSEARCH_VERSION} (pid {proc.pid})...")
+                progress(f"starting OpenSearch {self.engine.opensearch} (pid {proc.pid})...")
                 return self._wait_started([(self._single, proc)], [self._single], 1, timeout)
             if single_pid is not None:
                 raise EngineError(f"a single node (pid {single_pid}) runs under {self.state_dir}; stop it first "
@@ -457,6 +639,8 @@ class LocalEngine:
         nodes = self.cluster_nodes(n)
         running = {nd.path: pid for nd, pid in up}
         down = [nd for nd in nodes if nd.path not in running]
+        for nd in nodes:
+            self._check_version(nd, running=nd.path in running)
         for nd, pid in up:
             nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
         if not down:
@@ -491,10 +675,25 @@ class LocalEngine:
         except BaseException:
             self._terminate_all([p.pid for _, p in started])
             raise
-        progress(f"starting OpenSearch {OPENSEARCH_VERSION}: "
+        progress(f"starting OpenSearch {self.engine.opensearch}: "
                  + ", ".join(f"{nd.name} (pid {p.pid})" for nd, p in started)
                  + (f"; already running: {', '.join(nd.name for nd, _ in up)}" if up else "") + "...")
         return self._wait_started(started, nodes, n, timeout)
+
+    def _check_version(self, nd: NodeDir, *, running: bool = False) -> None:
+        """Refuse to run this engine's version on data another version wrote (or beside a node
+        of another version that runs there)."""
+        recorded = nd.data_version()
+        want = self.engine.name
+        if recorded is None or recorded == want:
+            return
+        if running:
+            raise EngineError(f"an OpenSearch {recorded} node runs under {nd.path}; stop it first with "
+                              f"`cmsearch engine stop` to start {want} there, or use another state directory "
+                              f"(CMSEARCH_ENGINE_DIR) for {want}")
+        raise EngineError(f"the data under {nd.path} was written by OpenSearch {recorded}: start it with "
+                          f"`--version {recorded}` (CMSEARCH_ENGINE_VERSION={recorded}), or give {want} another "
+                          "state directory (CMSEARCH_ENGINE_DIR): a 3.x node upgrades 2.x data for good, and 2.x cannot read 3.x data")
 
     def _spawn(self, nd: NodeDir, settings: tuple[str, ...], heap: str, exit_with_parent: bool) -> subprocess.Popen:
         self._private_dir(nd.path)
@@ -505,10 +704,13 @@ class LocalEngine:
         cfg = nd.path / "home" / "config"
         cfg.mkdir(parents=True, exist_ok=True)
         shutil.copy(JAVA_DIR / "config" / "log4j2.properties", cfg / "log4j2.properties")
+        version = self.engine
         cp = os.pathsep.join(str(p) for p in self.classpath())
-        cmd = ["java", f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS, "-cp", cp,
+        java = self.java_home() / "bin" / "java"
+        cmd = [str(java), f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS, *version.jvm_flags, "-cp", cp,
                LAUNCHER_CLASS, str(nd.path), self.http_ports,
-               "true" if exit_with_parent else "false", *settings, *PLUGIN_CLASSES]
+               "true" if exit_with_parent else "false", *settings, *version.plugin_classes]
+        nd.version_file.write_text(version.name + "\n")
         fd = os.open(nd.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # also a log an older version created 0644
         log: IO = os.fdopen(fd, "ab")

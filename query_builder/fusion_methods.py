@@ -15,8 +15,11 @@ ranking does not change when a search moves between the two paths:
   a score equal to the mean takes the list's max raw score and a zero std the
   min raw score (the server's edge cases, kept so both paths agree).
 - ``rrf``: ``1 / (rank_constant + rank)``, rank from 1; rank based, so no combination:
-  the scores are summed (the server's RRF has no weights; client-side, non-uniform weights
-  scale each retriever's share, and equal weights give the server's plain sum).
+  the scores are summed.  Client-side, non-uniform weights scale each retriever's share, and
+  equal weights give the server's plain sum.  neural-search 2.19's RRF takes no weights; 3.1+
+  takes them as ``parameters.weights`` (summing to 1: the same order as client-side, each score
+  smaller by the number of retrievers), which the probe finds out by the score a weighted
+  pipeline gives, so unequal weights go server-side only where they count.
 - combinations: ``arithmetic_mean`` is ``sum(w_i * s_i) / sum(w_i)`` over *all* retrievers,
   a retriever that did not return the product contributing 0; ``geometric_mean`` and
   ``harmonic_mean`` count only the retrievers that returned it.
@@ -54,8 +57,8 @@ class FusionMethod:
     - ``rank_based``: scores are summed rank contributions (no combination; ``rank_constant`` applies).
     - ``processor(combination, weights, rank_constant)``: the search pipeline's
       ``phase_results_processors`` entry; ``weights`` per sub-query in hybrid order, summing to 1.
-    - ``server_weights``: the processor honours weights; if not, unequal weights are fused
-      client-side.
+    - ``server_weights``: the processor honours weights in every version; if not, unequal weights
+      are fused client-side unless the probe found this cluster's processor honours them.
     - ``label(combination, rank_constant)``: how explain names it.
     """
 
@@ -152,8 +155,11 @@ def _normalization_processor(technique: str) -> Callable[[str, Sequence[float], 
     return processor
 
 
-def _rrf_processor(_combination: str, _weights: Sequence[float], rank_constant: int) -> dict[str, Any]:
-    return {"score-ranker-processor": {"combination": {"technique": "rrf", "rank_constant": rank_constant}}}
+def _rrf_processor(_combination: str, weights: Sequence[float], rank_constant: int) -> dict[str, Any]:
+    combination: dict[str, Any] = {"technique": "rrf", "rank_constant": rank_constant}
+    if len(set(round(w, 6) for w in weights)) > 1:   # equal weights: the plain sum every version has
+        combination["parameters"] = {"weights": list(weights)}
+    return {"score-ranker-processor": {"combination": combination}}
 
 
 def _score_label(technique: str) -> Callable[[str, int], str]:

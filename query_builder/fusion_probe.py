@@ -6,6 +6,12 @@ nothing; instead this puts each fusion method's processor (the entries of
 tiny hybrid query through it against the product index itself.  Only search
 pipelines are created (and deleted again), never an index.  The probe is a flow
 (:mod:`query_builder.calls`), so the blocking and the asyncio searcher share it.
+
+What neural-search added after 2.19 is found the same way, by feature rather than by
+version number: ``z_score`` (3.0) is one more normalization to try; weighted RRF (3.1) is
+told by the score of the first hit, not by the pipeline being accepted (2.19's normalization
+processor accepts parameters it does not know and ignores them); a node without neural-search
+(the local 3.x node) has no hybrid query at all, and every search is fused client-side.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ class FusionCapabilities:
     normalizations: frozenset[str] = frozenset()  # fusion methods (registry names) that work server-side
     combinations: frozenset[str] = frozenset()
     pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
+    weighted: frozenset[str] = frozenset()        # rank-based methods whose processor honours weights (3.1+ RRF)
     detail: str = ""
 
     @property
@@ -47,8 +54,10 @@ class FusionCapabilities:
         method = fusion.method
         if method.name not in self.normalizations:
             return False, f"the cluster has no '{method.name}' {'ranker' if method.rank_based else 'normalization'}"
-        if not method.server_weights and len(set(round(w, 6) for w in weights)) > 1:
-            return False, f"server-side {method.name} takes no weights; weighted {method.name} is fused client-side"
+        if not method.server_weights and method.name not in self.weighted and \
+                len(set(round(w, 6) for w in weights)) > 1:
+            return False, (f"the cluster's {method.name} takes no weights; weighted {method.name} is fused "
+                           "client-side")
         if not method.rank_based and fusion.combination not in self.combinations:
             return False, f"the cluster has no '{fusion.combination}' combination"
         return True, ""
@@ -72,18 +81,43 @@ def _delete(name: str) -> Flow[None]:
         pass
 
 
-def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str]]:
+def _hybrid_search(index: str, pipeline: str, depth: bool) -> Flow[dict]:
+    """match_all beside match_none: every product is in the first list only, at rank 1 the first."""
     hybrid: dict[str, Any] = {"queries": [{"match_all": {}}, {"match_none": {}}]}
     if depth:
         hybrid["pagination_depth"] = 10
+    return (yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
+                               {"search_pipeline": pipeline}))
+
+
+def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str]]:
     try:
-        yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
-                           {"search_pipeline": pipeline})
+        yield from _hybrid_search(index, pipeline, depth)
         return True, ""
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError) as exc:
         return False, str(getattr(exc, "error", "") or exc)[:200]
+
+
+# weights for the weighted-RRF probe: the first hit's score is 1/(60+1) unweighted, 0.25/61 weighted
+_PROBE_WEIGHTS = (0.25, 0.75)
+
+
+def _weights_count(index: str, pipeline: str, depth: bool) -> Flow[bool]:
+    """Whether the rank-based pipeline ``pipeline`` (made with :data:`_PROBE_WEIGHTS`) weighs its
+    lists: the first product's score is then the first list's weight times its rank score.  An
+    empty index tells nothing, and counts as no."""
+    try:
+        resp = yield from _hybrid_search(index, pipeline, depth)
+    except NotFoundError:
+        raise
+    except (OpenSearchException, TransportError):
+        return False
+    hits = resp.get("hits", {}).get("hits") or []
+    if not hits or hits[0].get("_score") is None:
+        return False
+    return abs(float(hits[0]["_score"]) - _PROBE_WEIGHTS[0] / 61) < 1e-5
 
 
 def probe_fusion(index: str) -> Flow[FusionCapabilities]:
@@ -105,6 +139,7 @@ def probe_fusion(index: str) -> Flow[FusionCapabilities]:
         if not hybrid:
             return FusionCapabilities(hybrid=False, detail=f"hybrid query failed: {why}")
         methods = {_BASE_METHOD}
+        weighted = set()
         for name, method in FUSION_METHODS.items():
             if name == _BASE_METHOD:
                 continue
@@ -113,6 +148,13 @@ def probe_fusion(index: str) -> Flow[FusionCapabilities]:
                 created.append(pipe)
                 if (yield from _hybrid_runs(index, pipe, depth=depth))[0]:
                     methods.add(name)
+            if name in methods and not method.server_weights and method.rank_based:
+                pipe = f"{probe}-{name}-weighted"
+                if (yield from _put(pipe, method.processor(_BASE_COMBINATION, _PROBE_WEIGHTS, 60))):
+                    created.append(pipe)
+                    if (yield from _weights_count(index, pipe, depth)):
+                        weighted.add(name)
+
         combos = {_BASE_COMBINATION}
         for combination in COMBINATION_METHODS:
             if combination == _BASE_COMBINATION:
@@ -122,7 +164,7 @@ def probe_fusion(index: str) -> Flow[FusionCapabilities]:
                 created.append(pipe)
                 combos.add(combination)
         return FusionCapabilities(hybrid=True, normalizations=frozenset(methods), combinations=frozenset(combos),
-                                  pagination_depth=depth)
+                                  pagination_depth=depth, weighted=frozenset(weighted))
     finally:
         for name in created:
             yield from _delete(name)

@@ -2,6 +2,9 @@ package org.cmsearch.engine;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.ParameterizedType;
+import java.lang.reflect.Type;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,6 +16,7 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 
 import org.opensearch.cluster.service.ClusterService;
+import org.opensearch.Version;
 import org.opensearch.common.logging.LogConfigurator;
 import org.opensearch.common.settings.Settings;
 import org.opensearch.core.common.transport.TransportAddress;
@@ -20,6 +24,7 @@ import org.opensearch.env.Environment;
 import org.opensearch.http.HttpServerTransport;
 import org.opensearch.node.Node;
 import org.opensearch.plugins.Plugin;
+import org.opensearch.plugins.PluginInfo;
 
 /**
  * Runs one OpenSearch node in this JVM with its plugins loaded from the class path.
@@ -35,7 +40,12 @@ import org.opensearch.plugins.Plugin;
 public final class Launcher {
 
     static final class ClasspathNode extends Node {
-        ClasspathNode(Environment env, Collection<Class<? extends Plugin>> plugins) {
+        /**
+         * {@code plugins} is what this OpenSearch's class-path constructor takes (see
+         * {@link #classpathPlugins}); the raw type lets one source compile against 2.x and 3.x.
+         */
+        @SuppressWarnings({"rawtypes", "unchecked"})
+        ClasspathNode(Environment env, Collection plugins) {
             super(env, plugins, true);
         }
 
@@ -43,6 +53,26 @@ public final class Launcher {
         protected void configureNodeAndClusterIdStateListener(ClusterService clusterService) {
             // The static node-id listener is meant for one node per JVM lifetime; not needed here.
         }
+    }
+
+    /**
+     * The class-path plugins in the form Node's constructor takes: the plugin classes (2.x), or
+     * one PluginInfo per class (3.x, which loads each by its class name).
+     */
+    static Collection<?> classpathPlugins(List<Class<? extends Plugin>> plugins) {
+        for (Constructor<?> c : Node.class.getDeclaredConstructors()) {
+            Type[] params = c.getGenericParameterTypes();
+            if (params.length == 3 && params[1] instanceof ParameterizedType pt
+                && pt.getActualTypeArguments()[0] == PluginInfo.class) {
+                List<PluginInfo> infos = new ArrayList<>();
+                for (Class<? extends Plugin> p : plugins) {
+                    infos.add(new PluginInfo(p.getName(), "class-path plugin", "NA", Version.CURRENT, "21",
+                        p.getName(), null, List.of(), false));
+                }
+                return infos;
+            }
+        }
+        return plugins;
     }
 
     public static void main(String[] args) throws Exception {
@@ -110,7 +140,7 @@ public final class Launcher {
             }
         }
 
-        Node node = new ClasspathNode(env, plugins);
+        Node node = new ClasspathNode(env, classpathPlugins(plugins));
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {
