@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
+from .security import SECURITY_PLUGIN_CLASS, SECURITY_PLUGIN_DIR, SecureNode, SecurityError
+
 JAVA_DIR = Path(__file__).with_name("java")
 OPENSEARCH_VERSION = "2.19.1"
 
@@ -175,6 +177,11 @@ class NodeDir:
     def ports_file(self) -> Path:
         return self.path / "logs" / "http.ports"
 
+    @property
+    def secure_file(self) -> Path:
+        """Present while the node runs with the security plugin (TLS, users): its URL is https."""
+        return self.path / "SECURE"
+
     def pid(self, launchers: dict[bytes, list[int]] | None = None) -> int | None:
         """The pid of the node running on this directory (found by its command line), or None.
 
@@ -201,14 +208,12 @@ class NodeDir:
             url = self.ready_file.read_text().strip()
         except OSError:
             url = ""
-        if url:
-            return url
-        # the READY file is gone (removed by hand or by an old launcher): the node's ports file
-        try:
-            first = self.ports_file.read_text().split()[0]
-        except (OSError, IndexError):
-            return None
-        return f"http://{first}"
+        if not url:  # the READY file is gone (removed by hand or by an old launcher): the ports file
+            try:
+                url = "http://" + self.ports_file.read_text().split()[0]
+            except (OSError, IndexError):
+                return None
+        return "https://" + url.split("://", 1)[1] if self.secure_file.exists() else url
 
     def log_tail(self, lines: int = 25) -> str:
         out = []
@@ -236,12 +241,15 @@ class LocalEngine:
     """Build, start, stop and inspect the local node (or cluster of ``nodes``) under ``state_dir``.
 
     ``heap`` is per node; by default 1g for one node and 512m for each node of a cluster.
+    ``secure`` starts the nodes with the security plugin: TLS and internal users
+    (:mod:`engine.security`).
     """
 
     state_dir: Path = None  # type: ignore[assignment]
     http_ports: str = "9200-9299"
     heap: str | None = None
     nodes: int = 1
+    secure: bool = False
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir or default_state_dir()).expanduser().resolve()
@@ -344,6 +352,9 @@ class LocalEngine:
                 jars[_jar_key(jar.name)] = jar
         for jar in sorted((target / "lib").glob("*.jar")):
             jars[_jar_key(jar.name)] = jar
+        if self.secure:  # only a secured node gets the security plugin's libraries, and none it would replace
+            for jar in sorted((target / "plugins" / SECURITY_PLUGIN_DIR).glob("*.jar")):
+                jars.setdefault(_jar_key(jar.name), jar)
         launcher = sorted(target.glob("cmsearch-engine-*.jar"))
         if not launcher or not jars:
             raise EngineError(f"engine build output missing under {target}; run `cmsearch engine start` to build it")
@@ -427,6 +438,7 @@ class LocalEngine:
                         f"{', '.join(nd.name for nd, _ in cluster_up)}); stop it first with `cmsearch engine stop`, "
                         f"or start it with `cmsearch engine start --nodes {size}`")
                 if single_pid is not None:
+                    self._check_security_mode([self._single])
                     return self._wait_for_running(self._single, single_pid, timeout)
                 self._prepare_build(progress)
                 proc = self._spawn(self._single, (), self.heap or SINGLE_HEAP, exit_with_parent)
@@ -446,6 +458,14 @@ class LocalEngine:
                     f"`--nodes {rec['nodes']}`, or delete {self.cluster_dir} to make a {n}-node cluster")
             return self._start_cluster(n, rec, cluster_up, launchers, timeout, exit_with_parent, progress)
 
+    def _check_security_mode(self, running: list[NodeDir]) -> None:
+        """Refuse to reuse running nodes started with the other security mode."""
+        other = [nd.name for nd in running if nd.secure_file.exists() != self.secure]
+        if other:
+            what = "without" if self.secure else "with"
+            raise EngineError(f"{', '.join(other)} under {self.state_dir} runs {what} security; stop it first with "
+                              f"`cmsearch engine stop`, or start {'with' if not self.secure else 'without'} --secure")
+
     def _prepare_build(self, progress) -> None:
         if not self.is_built():
             progress("building the engine with Maven (first run only)...")
@@ -457,6 +477,7 @@ class LocalEngine:
         nodes = self.cluster_nodes(n)
         running = {nd.path: pid for nd, pid in up}
         down = [nd for nd in nodes if nd.path not in running]
+        self._check_security_mode([nd for nd, _ in up])
         for nd, pid in up:
             nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
         if not down:
@@ -506,9 +527,16 @@ class LocalEngine:
         cfg.mkdir(parents=True, exist_ok=True)
         shutil.copy(JAVA_DIR / "config" / "log4j2.properties", cfg / "log4j2.properties")
         cp = os.pathsep.join(str(p) for p in self.classpath())
+        plugins: tuple[str, ...] = PLUGIN_CLASSES
+        if self.secure:
+            settings = (*settings, *SecureNode(self.state_dir).configure(cfg))
+            plugins = (*plugins, SECURITY_PLUGIN_CLASS)
+            nd.secure_file.touch()
+        else:
+            nd.secure_file.unlink(missing_ok=True)
         cmd = ["java", f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS, "-cp", cp,
                LAUNCHER_CLASS, str(nd.path), self.http_ports,
-               "true" if exit_with_parent else "false", *settings, *PLUGIN_CLASSES]
+               "true" if exit_with_parent else "false", *settings, *plugins]
         fd = os.open(nd.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # also a log an older version created 0644
         log: IO = os.fdopen(fd, "ab")
@@ -609,12 +637,14 @@ class LocalEngine:
     def log_tail(self, lines: int = 25) -> str:
         return self._single.log_tail(lines)
 
-    @staticmethod
-    def _health(url: str, status: str, timeout: float = 5.0, nodes: int | None = None) -> dict | None:
+    def _health(self, url: str, status: str, timeout: float = 5.0, nodes: int | None = None) -> dict | None:
         query = f"wait_for_status={status}&timeout=1s" + (f"&wait_for_nodes={nodes}" if nodes else "")
         try:
-            with urllib.request.urlopen(f"{url}/_cluster/health?{query}", timeout=timeout) as r:
+            # a secured node is asked as its admin, its certificate verified against its own CA
+            open_url = SecureNode(self.state_dir).admin_opener().open if url.startswith("https:") \
+                else urllib.request.urlopen
+            with open_url(f"{url}/_cluster/health?{query}", timeout=timeout) as r:
                 body = json.loads(r.read())
             return body if not body.get("timed_out") else None
-        except (urllib.error.URLError, OSError, ValueError):
+        except (urllib.error.URLError, OSError, ValueError, SecurityError):
             return None
