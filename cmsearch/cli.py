@@ -10,6 +10,7 @@ from . import cmd_events
 from . import cmd_search
 from . import cmd_demo
 from . import cmd_train
+from . import cmd_pipelines
 
 
 @click.group()
@@ -29,6 +30,7 @@ cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)
 cli.add_command(cmd_events.events)
 cli.add_command(cmd_train.train)
+cli.add_command(cmd_pipelines.pipelines)
 
 
 def main() -> None:

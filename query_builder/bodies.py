@@ -281,6 +281,46 @@ def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float,
                   inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
 
 
+def sub_query_weights(active: Sequence[Any]) -> tuple[float, ...]:
+    """Each active retriever's share of the fusion (they sum to 1, as the fusion processor wants)."""
+    total = sum(r.weight for r in active)
+    return tuple(round(r.weight / total, 6) for r in active)
+
+
+def active_retriever_sets(profile: Profile) -> list[tuple[Any, ...]]:
+    """Every set of retrievers :func:`build_search` can run for ``profile``: per combination of
+    request inputs, with and without the retrievers a long query leaves out.  This is what an
+    admin step needs to create every search pipeline the profile can ask for."""
+    from itertools import combinations
+
+    from .retrievers import INPUTS
+
+    seen: dict[tuple[str, ...], tuple[Any, ...]] = {}
+    for n in range(1, len(INPUTS) + 1):
+        for inputs in combinations(INPUTS, n):
+            active = profile.active(set(inputs))
+            variants = [active]
+            if profile.verbose_query_words and any(r.entry.lexical for r in active):
+                variants.append(tuple(r for r in active if not r.entry.text_vector_only))
+            for v in variants:
+                if v:
+                    seen.setdefault(tuple(r.kind for r in v), v)
+    return list(seen.values())
+
+
+def profile_pipelines(profile: Profile) -> list[SearchPipeline]:
+    """The search pipelines a server-side hybrid search with ``profile`` can name (none for a
+    profile that always fuses client-side), each once."""
+    if profile.fusion.mode == "client":
+        return []
+    out: dict[str, SearchPipeline] = {}
+    for active in active_retriever_sets(profile):
+        if 1 < len(active) <= Hybrid.MAX_QUERIES:
+            p = search_pipeline(profile.name, profile.fusion, sub_query_weights(active))
+            out.setdefault(p.name, p)
+    return list(out.values())
+
+
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
                  vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None,
                  fused_weights: tuple[float, float] = (0.5, 0.5)) -> BuiltSearch:
@@ -324,7 +364,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     fused = fused_query_vector(vectors, fused_weights) if any(
         r.entry.vector == VECTOR_FUSED for r in active) else None
 
-    total_w = sum(r.weight for r in active)
+    shares = sub_query_weights(active)
     subs: list[SubQuery] = []
     retrieving = BOOST_KINDS if profile.lexical.boosts_retrieve else EXPANSION_KINDS
     lifts = tuple(b for b in boosts if b.kind not in retrieving)
@@ -343,8 +383,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
             dense = _dense_query(spec, vectors, fused, profile, knn_filter)
             clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
-        subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
-                             0 if spec.entry.lexical else spec.k))
+        subs.append(SubQuery(spec.kind, shares[len(subs)], query, 0 if spec.entry.lexical else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)
     # the image retriever whose best image a hit shows (the registry's image_priority: a photo

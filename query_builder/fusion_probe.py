@@ -6,6 +6,11 @@ nothing; instead this puts each fusion method's processor (the entries of
 tiny hybrid query through it against the product index itself.  Only search
 pipelines are created (and deleted again), never an index.  The probe is a flow
 (:mod:`query_builder.calls`), so the blocking and the asyncio searcher share it.
+
+A searcher on a secured cluster usually may not create pipelines (a cluster privilege a
+read-only role does not hold).  Then the probe runs its tiny query through the pipelines an
+admin created for the profile (``cmsearch pipelines put``) instead, and the searcher names
+those pipelines without ever trying to create one (``premade``).
 """
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from opensearchpy.exceptions import AuthorizationException, NotFoundError, OpenSearchException, TransportError
 
 from . import calls
 from .calls import Flow
 from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS
 from .profile import FusionSpec
+from .search_pipelines import SearchPipeline
 
 __all__ = ["FusionCapabilities", "detect_fusion", "probe_fusion", "NO_SERVER_FUSION"]
 
@@ -34,6 +40,7 @@ class FusionCapabilities:
     combinations: frozenset[str] = frozenset()
     pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
     detail: str = ""
+    premade: bool = False                        # may not create pipelines: names those an admin made
 
     @property
     def rrf(self) -> bool:
@@ -58,9 +65,12 @@ NO_SERVER_FUSION = FusionCapabilities(hybrid=False, detail="not probed")
 
 
 def _put(name: str, processor: dict) -> Flow[bool]:
+    """True when the pipeline was created; a refusal for want of privileges raises."""
     try:
         yield calls.perform("PUT", f"/_search/pipeline/{name}", {"phase_results_processors": [processor]})
         return True
+    except AuthorizationException:
+        raise
     except (OpenSearchException, TransportError):
         return False
 
@@ -72,8 +82,8 @@ def _delete(name: str) -> Flow[None]:
         pass
 
 
-def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str]]:
-    hybrid: dict[str, Any] = {"queries": [{"match_all": {}}, {"match_none": {}}]}
+def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[tuple[bool, str]]:
+    hybrid: dict[str, Any] = {"queries": [{"match_all": {}}] + [{"match_none": {}}] * (queries - 1)}
     if depth:
         hybrid["pagination_depth"] = 10
     try:
@@ -86,9 +96,42 @@ def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str
         return False, str(getattr(exc, "error", "") or exc)[:200]
 
 
-def probe_fusion(index: str) -> Flow[FusionCapabilities]:
+def _premade_probe(index: str, fusion: FusionSpec | None, premade: list[SearchPipeline]
+                   ) -> Flow[FusionCapabilities]:
+    """Whether hybrid queries run through the pipelines an admin made for the profile."""
+    denied = "this user may not create search pipelines (cluster:admin/search/pipeline/put)"
+    if not premade or fusion is None:
+        return FusionCapabilities(hybrid=False, detail=f"{denied}, and the profile names none")
+    pipe = premade[0]
+    n = len(next(iter(pipe.body["phase_results_processors"][0].values())).get("combination", {})
+            .get("parameters", {}).get("weights") or [0, 0])
+    depth, why = yield from _hybrid_runs(index, pipe.name, depth=True, queries=n)
+    if not depth:
+        ok, why = yield from _hybrid_runs(index, pipe.name, depth=False, queries=n)
+        if not ok:
+            if "is not defined" in why:
+                why = (f"{denied}, and its pipelines were not created by an admin: run `cmsearch pipelines put` "
+                       "as a user who may")
+            return FusionCapabilities(hybrid=False, detail=why)
+    return FusionCapabilities(hybrid=True, normalizations=frozenset({fusion.method.name}),
+                              combinations=frozenset({fusion.combination}), pagination_depth=depth,
+                              detail=f"{denied}: the pipelines an admin created are used", premade=True)
+
+
+def probe_fusion(index: str, fusion: FusionSpec | None = None,
+                 premade: list[SearchPipeline] | tuple[SearchPipeline, ...] = ()) -> Flow[FusionCapabilities]:
     """The probe as a flow: every registered fusion method and combination is tried on ``index``
-    (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again."""
+    (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again.
+
+    When the cluster refuses to let this user create a pipeline, the profile's ``fusion`` is
+    tried through its ``premade`` pipelines instead (see the module's docstring)."""
+    try:
+        return (yield from _probe_all(index))
+    except AuthorizationException:
+        return (yield from _premade_probe(index, fusion, list(premade)))
+
+
+def _probe_all(index: str) -> Flow[FusionCapabilities]:
     created: list[str] = []
     # unique names: two searchers probing at once must not delete each other's pipelines
     probe = f"cmsearch-probe-{uuid.uuid4().hex[:8]}"

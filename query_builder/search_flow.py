@@ -28,7 +28,8 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
+from opensearchpy.exceptions import (AuthorizationException, NotFoundError, OpenSearchException, RequestError,
+                                     TransportError)
 
 from analysis import AliasTable, Tokenizer, Vocabulary
 from analysis.synonyms import SynonymTable
@@ -36,7 +37,7 @@ from engine.vocabulary import vocabulary_searches
 from mappings import fields
 
 from . import calls
-from .bodies import BuiltSearch, build_search
+from .bodies import BuiltSearch, build_search, profile_pipelines
 from .calls import Flow
 from .dsl import Bool, Exists, Knn, Nested, transform
 from .query_vectors import encode
@@ -98,6 +99,12 @@ def _error_text(err: Mapping[str, Any]) -> str:
 
     walk(err)
     return "; caused by ".join(parts)
+
+
+def _no_such_pipeline(exc: Exception) -> bool:
+    """The search named a search pipeline the cluster does not have."""
+    msg = engine_message(exc)
+    return "Pipeline" in msg and "is not defined" in msg
 
 
 def _past_the_end(exc: Exception) -> bool:
@@ -266,6 +273,11 @@ class SearcherCore:
             resp = yield calls.perform("GET", f"/{self.index}/_mapping")
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
+        except AuthorizationException:   # a role that may search but not read the mapping
+            mine = getattr(self.space, "identity", None)
+            return (mine.weights if mine is not None else (0.5, 0.5),
+                    f"the vector space {self.index!r} records was not checked: this user may not read its "
+                    "mapping (grant indices:admin/mappings/get on the index)")
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the mapping of {self.index!r} failed: {engine_message(exc)}") from None
         mapping = (resp.get(self.index) or next(iter(resp.values()), {})).get("mappings", {})
@@ -275,7 +287,7 @@ class SearcherCore:
         from .fusion_probe import probe_fusion
 
         try:
-            return (yield from probe_fusion(self.index))
+            return (yield from probe_fusion(self.index, self.profile.fusion, profile_pipelines(self.profile)))
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
 
@@ -284,11 +296,18 @@ class SearcherCore:
         path, why = self._route(built, caps)
         notes = list(built.notes) + ([why] if why else [])
         try:
+            sub_responses = None
+            if path != "client":
+                try:
+                    raw_hits, total, facets = yield from self._run_server(built, path, caps)
+                except RequestError as exc:
+                    if path != "server" or not _no_such_pipeline(exc):
+                        raise
+                    path = "client"   # e.g. a premade pipeline an admin has not created (yet)
+                    notes.append(f"fused client-side: {engine_message(exc)}, and this searcher does not create "
+                                 "it: an admin creates the profile's pipelines with `cmsearch pipelines put`")
             if path == "client":
                 raw_hits, total, facets, sub_responses = yield from self._run_client(built, notes)
-            else:
-                raw_hits, total, facets = yield from self._run_server(built, path, caps)
-                sub_responses = None
             hits = [hit_from_source(h, score) for h, score in raw_hits]
             if request.explain:
                 if sub_responses is None:
@@ -322,8 +341,10 @@ class SearcherCore:
                             fusion_path=first.fusion_path, profile=self.profile.name, retrievers=first.retrievers,
                             understanding=first.understanding, took_ms=(time.perf_counter() - t0) * 1000)
 
-    def _ensure_pipeline(self, built: BuiltSearch) -> Flow[None]:
+    def _ensure_pipeline(self, built: BuiltSearch, caps: FusionCapabilities | None) -> Flow[None]:
         p = built.pipeline
+        if caps is not None and caps.premade:   # this user may not create pipelines: an admin made them
+            return
         with self._lock:
             if p is None or p.name in self._pipelines:
                 return
@@ -336,7 +357,7 @@ class SearcherCore:
                     ) -> Flow[tuple[list[tuple[dict, float]], int, Facets]]:
         body = built.body()
         if path == "server":
-            yield from self._ensure_pipeline(built)
+            yield from self._ensure_pipeline(built, caps)
             if caps is None or not caps.pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
         try:
