@@ -46,11 +46,22 @@ def connection_options(fn):
     return wrapper
 
 
+def hint(conn: ConnectionSettings | NoCluster | None, exc: BaseException | None) -> str | None:
+    """What to fix when ``exc`` (or the engine error it was raised from) is a refused login, a
+    refused action or a failed TLS handshake; None otherwise."""
+    while exc is not None and isinstance(conn, ConnectionSettings):
+        said = conn.describe_error(exc)
+        if said:
+            return said
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def fail(conn: ConnectionSettings | NoCluster | None, exc: BaseException) -> "click.ClickException":
     """A ClickException whose message has no credentials in it, and says what to fix when the
     cluster refused the login, the action or the TLS handshake."""
-    hint = conn.describe_error(exc) if isinstance(conn, ConnectionSettings) else None
-    if hint:
-        return click.ClickException(hint)
+    said = hint(conn, exc)
+    if said:
+        return click.ClickException(said)
     text = f"{type(exc).__name__}: {exc}"
     return click.ClickException(conn.redact(text) if conn else redact_urls(text))

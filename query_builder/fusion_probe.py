@@ -8,9 +8,10 @@ pipelines are created (and deleted again), never an index.  The probe is a flow
 (:mod:`query_builder.calls`), so the blocking and the asyncio searcher share it.
 
 A searcher on a secured cluster usually may not create pipelines (a cluster privilege a
-read-only role does not hold).  Then the probe runs its tiny query through the pipelines an
-admin created for the profile (``cmsearch pipelines put``) instead, and the searcher names
-those pipelines without ever trying to create one (``premade``).
+read-only role does not hold).  So a searcher's probe first runs its tiny query through the
+pipelines an admin created for its profile (``cmsearch pipelines put``); when they answer, the
+searcher names them and never creates a pipeline (``premade``), and no cluster API is called.
+Only when they do not is every method tried with throw-away pipelines as above.
 """
 from __future__ import annotations
 
@@ -93,15 +94,18 @@ def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Fl
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError) as exc:
+        info = getattr(exc, "info", None)
+        err = info.get("error") if isinstance(info, dict) else None
+        if isinstance(err, dict) and err.get("reason"):
+            return False, f"{err.get('type')}: {err['reason']}"[:200]
         return False, str(getattr(exc, "error", "") or exc)[:200]
 
 
-def _premade_probe(index: str, fusion: FusionSpec | None, premade: list[SearchPipeline]
-                   ) -> Flow[FusionCapabilities]:
-    """Whether hybrid queries run through the pipelines an admin made for the profile."""
-    denied = "this user may not create search pipelines (cluster:admin/search/pipeline/put)"
-    if not premade or fusion is None:
-        return FusionCapabilities(hybrid=False, detail=f"{denied}, and the profile names none")
+_DENIED = "this user may not create search pipelines (cluster:admin/search/pipeline/put)"
+
+
+def _premade_probe(index: str, fusion: FusionSpec, premade: list[SearchPipeline]) -> Flow[FusionCapabilities]:
+    """Whether hybrid queries run through the pipelines made for the profile beforehand."""
     pipe = premade[0]
     n = len(next(iter(pipe.body["phase_results_processors"][0].values())).get("combination", {})
             .get("parameters", {}).get("weights") or [0, 0])
@@ -109,13 +113,10 @@ def _premade_probe(index: str, fusion: FusionSpec | None, premade: list[SearchPi
     if not depth:
         ok, why = yield from _hybrid_runs(index, pipe.name, depth=False, queries=n)
         if not ok:
-            if "is not defined" in why:
-                why = (f"{denied}, and its pipelines were not created by an admin: run `cmsearch pipelines put` "
-                       "as a user who may")
             return FusionCapabilities(hybrid=False, detail=why)
     return FusionCapabilities(hybrid=True, normalizations=frozenset({fusion.method.name}),
                               combinations=frozenset({fusion.combination}), pagination_depth=depth,
-                              detail=f"{denied}: the pipelines an admin created are used", premade=True)
+                              detail="the profile's search pipelines exist (made beforehand)", premade=True)
 
 
 def probe_fusion(index: str, fusion: FusionSpec | None = None,
@@ -123,12 +124,19 @@ def probe_fusion(index: str, fusion: FusionSpec | None = None,
     """The probe as a flow: every registered fusion method and combination is tried on ``index``
     (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again.
 
-    When the cluster refuses to let this user create a pipeline, the profile's ``fusion`` is
-    tried through its ``premade`` pipelines instead (see the module's docstring)."""
+    With a profile's ``fusion`` and ``premade`` pipelines, those are tried first (see the
+    module's docstring)."""
+    premade = list(premade)
+    if fusion is not None and premade:
+        caps = yield from _premade_probe(index, fusion, premade)
+        if caps.hybrid:
+            return caps
     try:
         return (yield from _probe_all(index))
     except AuthorizationException:
-        return (yield from _premade_probe(index, fusion, list(premade)))
+        why = (", and the profile's pipelines were not made beforehand: an admin makes them with "
+               "`cmsearch pipelines put`") if premade else ""
+        return FusionCapabilities(hybrid=False, detail=_DENIED + why)
 
 
 def _probe_all(index: str) -> Flow[FusionCapabilities]:
