@@ -33,7 +33,7 @@ from typing import Any
 
 __all__ = [
     "SECURITY_PLUGIN_CLASS", "SECURITY_PLUGIN_DIR", "SecurityError", "SecureNode", "Credentials",
-    "role_definitions", "INGEST_CLUSTER", "INGEST_INDEX", "SEARCH_INDEX", "EVENTS_CLUSTER", "EVENTS_INDEX",
+    "role_definitions", "INGEST_CLUSTER", "INGEST_INDEX", "SEARCH_CLUSTER", "SEARCH_INDEX", "EVENTS_CLUSTER", "EVENTS_INDEX",
 ]
 
 SECURITY_PLUGIN_CLASS = "org.opensearch.security.OpenSearchSecurityPlugin"

@@ -210,7 +210,8 @@ def test_ingest_user_creates_and_loads_but_touches_nothing_else(url, sec, passwo
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"unchanged\D+8", proc.stdout + proc.stderr), proc.stdout + proc.stderr
 
-    admin.indices.create(index=OTHER, body={"mappings": {"properties": {"t": {"type": "keyword"}}}})
+    admin.indices.create(index=OTHER, body={"settings": {"number_of_replicas": 0},
+                                            "mappings": {"properties": {"t": {"type": "keyword"}}}})
     admin.index(index=OTHER, id="1", body={"t": "x"}, refresh=True)
     ingest = client_for(url, sec, INGEST)
     for attempt in (lambda: ingest.search(index=OTHER), lambda: ingest.index(index=OTHER, body={"t": "y"}),
@@ -345,6 +346,20 @@ def test_events_user_only_writes_the_events_index(url, sec, password_files, tmp_
     proc = cli("events", "load", str(events), "--index", PRODUCTS, "--url", user_url, "--ca-certs", str(sec.ca_file))
     msg = one_line_error(proc)
     assert "may not do this" in msg and "403" in msg, msg
+
+
+# ---------------------------------------------------------------- the local secured node by default
+def test_local_secured_node_is_found_and_verified_by_default(secure_engine, url, password_files):
+    local = {"CMSEARCH_ENGINE_DIR": str(secure_engine.state_dir)}
+    proc = cli("index", "stats", PRODUCTS, user=ADMIN, password_file=password_files[ADMIN], env=local)
+    assert proc.returncode == 0, proc.stderr            # https, verified against the node's own CA
+    assert json.loads(proc.stdout)["products"] == 8
+    pid = secure_engine.pid()
+    proc = cli("engine", "start", "--secure", "--timeout", "60", env=local)
+    assert proc.returncode == 0 and proc.stdout.strip() == url, proc.stderr   # reused, not a second JVM
+    assert "ca.pem" in proc.stderr and secure_engine.pid() == pid
+    msg = one_line_error(cli("engine", "start", env=local))
+    assert "runs with security" in msg and "--secure" in msg
 
 
 # ---------------------------------------------------------------- no secret anywhere
