@@ -11,6 +11,7 @@ from . import cmd_search
 from . import cmd_suggest
 from . import cmd_demo
 from . import cmd_train
+from . import cmd_pipelines
 
 
 @click.group()
@@ -31,6 +32,7 @@ cli.add_command(cmd_eval.tune)
 cli.add_command(cmd_eval.judgments)
 cli.add_command(cmd_events.events)
 cli.add_command(cmd_train.train)
+cli.add_command(cmd_pipelines.pipelines)
 
 
 def main() -> None:

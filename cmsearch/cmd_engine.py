@@ -10,6 +10,7 @@ from opensearchpy.exceptions import OpenSearchException, TransportError
 from engine import EngineError, LocalEngine
 from engine.node import CLUSTER_HEAP, ENGINE_VERSIONS, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
 from engine.capabilities import detect
+from engine.security import SecureNode, SecurityError
 from query_builder import detect_fusion
 
 from .options import connection_options, fail
@@ -30,14 +31,22 @@ def engine() -> None:
               help="OpenSearch version to build and run (3.x needs Java 21+; it has k-NN but no neural-search, "
                    "so fusion runs client-side). Default: $CMSEARCH_ENGINE_VERSION, else the version of the "
                    "data already here, else 2.19.")
-def start(nodes: int, heap: str | None, timeout: float, version: str | None) -> None:
+@click.option("--secure", is_flag=True,
+              help="Run with the security plugin: TLS on HTTP and transport (a CA made here), internal users "
+                   "admin, cmsearch-ingest, cmsearch-search, cmsearch-events with least-privilege roles.")
+def start(nodes: int, heap: str | None, timeout: float, version: str | None, secure: bool) -> None:
     """Build (first time) and start the local node or cluster; prints its URL. What runs is reused;
     nodes of the cluster that are down are started again."""
-    eng = LocalEngine(heap=heap, nodes=nodes, version=version)
+    eng = LocalEngine(heap=heap, nodes=nodes, version=version, secure=secure)
     try:
         url = eng.start(timeout=timeout, progress=lambda m: click.echo(m, err=True))
-    except EngineError as exc:
+    except (EngineError, SecurityError) as exc:
         raise click.ClickException(str(exc)) from None
+    if secure:
+        sec = SecureNode(eng.state_dir)
+        click.echo(f"TLS CA certificate: {sec.ca_file} (commands talking to this node use it by default)", err=True)
+        click.echo(f"users and passwords: {sec.credentials_file} (readable by you only); pass them with "
+                   "OPENSEARCH_USER and OPENSEARCH_PASSWORD or OPENSEARCH_PASSWORD_FILE", err=True)
     if nodes > 1:
         for st in eng.node_states():
             click.echo(f"{st.name:8} pid {st.pid}  {st.url}", err=True)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import click
-from opensearchpy.exceptions import OpenSearchException, TransportError
+from opensearchpy.exceptions import AuthorizationException, OpenSearchException, TransportError
 
 from engine.layout import index_layout
 from mappings import MappingError
@@ -13,6 +13,7 @@ from models.heads_registry import HeadsNotFound, resolve_heads
 from models.manifest import default_models_dir
 from models.space import Space, SpaceError
 from plugin_ingest.index_admin import IndexExistsError, create_product_index, delete_index, index_stats
+from query_builder.pipeline_admin import put_profile_pipelines
 
 from .options import connection_options, fail
 from .space_options import heads_option, models_option
@@ -37,7 +38,8 @@ def index() -> None:
 @connection_options
 def create(conn, name: str, models_dir: Path | None, heads_dir: str | None, image_weight: float | None,
            text_weight: float | None, recreate: bool, shards: int | None, replicas: int | None) -> None:
-    """Create the product index NAME for the space of these models and heads (recorded in its _meta).
+    """Create the product index NAME for the space of these models and heads (recorded in its _meta),
+    and the shipped profiles' search pipelines when this user may create them.
 
     Shards and replicas not given are chosen for the cluster (see engine/layout.py)."""
     try:
@@ -49,6 +51,11 @@ def create(conn, name: str, models_dir: Path | None, heads_dir: str | None, imag
             click.echo(f"warning: {layout.warning}", err=True)
         create_product_index(client, name, space.dims, recreate=recreate, shards=layout.shards,
                              replicas=layout.replicas, space=space.identity)
+        try:
+            put_profile_pipelines(client)
+        except AuthorizationException:   # a least-privilege ingest user: pipelines are an admin's step
+            click.echo("note: search pipelines not put (this user may not create them); hybrid searches fuse "
+                       "client-side until an admin runs `cmsearch pipelines put`", err=True)
     except (SpaceError, HeadsNotFound, MappingError, IndexExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     except (OpenSearchException, TransportError, OSError) as exc:

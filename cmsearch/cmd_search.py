@@ -17,7 +17,7 @@ from query_builder.regions import MERGES
 from query_builder.request import FACETS, NumberRange
 from query_builder.results import SearchResult
 
-from .options import connection_options, fail
+from .options import connection_options, fail, hint
 from .space_options import echo_problems, open_space, space_options
 
 
@@ -201,7 +201,7 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
         extra = "; ".join(getattr(space, "problems", ()) or ())
         raise click.UsageError(f"{exc}{' (' + extra + ')' if extra else ''}") from None
     except SearchError as exc:
-        raise click.ClickException(conn.redact(str(exc))) from None
+        raise click.ClickException(hint(conn, exc) or conn.redact(str(exc))) from None
     except (OpenSearchException, TransportError, OSError) as exc:
         raise fail(conn, exc) from None
     if not as_json:

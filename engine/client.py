@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from opensearchpy import OpenSearch
 
 from .node import EngineError, LocalEngine
+from .security import SecureNode
 from .urls import redact_urls, safe_url
 
 __all__ = ["ConnectionSettings", "NoCluster", "NoClusterError", "redact_urls", "safe_url"]
@@ -24,6 +25,7 @@ ENV_URL = "OPENSEARCH_URL"
 ENV_USER = "OPENSEARCH_USER"
 ENV_PASSWORD = "OPENSEARCH_PASSWORD"
 ENV_CA = "OPENSEARCH_CA_CERTS"
+ENV_PASSWORD_FILE = "OPENSEARCH_PASSWORD_FILE"
 
 
 class NoClusterError(EngineError):
@@ -43,10 +45,15 @@ class ConnectionSettings:
 
     @classmethod
     def resolve(cls, url: str | None = None, *, user: str | None = None, password: str | None = None,
-                insecure: bool = False, ca_certs: str | None = None, timeout: float = 60.0) -> "ConnectionSettings":
+                insecure: bool = False, ca_certs: str | None = None, timeout: float = 60.0,
+                password_file: str | None = None) -> "ConnectionSettings":
         """Arguments first, then OPENSEARCH_* environment variables, then the running local node.
 
-        Raises :class:`NoClusterError` when none of them gives a URL.
+        The password is taken from ``password``, the URL's user-info, ``password_file`` (its first
+        line), $OPENSEARCH_PASSWORD or the file $OPENSEARCH_PASSWORD_FILE names, in that order.
+        The local node, when it runs secured, is verified against its own CA by default.
+        Raises :class:`NoClusterError` when none of them gives a URL, ``ValueError`` for a
+        password file that cannot be read.
         """
         url = url or os.environ.get(ENV_URL)
         if not url:
@@ -56,6 +63,9 @@ class ConnectionSettings:
                 raise NoClusterError(f"no cluster given (--url or ${ENV_URL}) and the local engine under "
                                      f"{local.state_dir} is not running: start it with `cmsearch engine start`, "
                                      "or name a cluster with --url")
+            ca_file = SecureNode(local.state_dir).ca_file
+            if url.startswith("https:") and not (ca_certs or os.environ.get(ENV_CA)) and ca_file.is_file():
+                ca_certs = str(ca_file)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {safe_url(url)!r}")
@@ -67,7 +77,8 @@ class ConnectionSettings:
             netloc = host + (f":{parts.port}" if parts.port else "")
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         user = user or os.environ.get(ENV_USER)
-        password = password or os.environ.get(ENV_PASSWORD)
+        password = password or _read_password(password_file) or os.environ.get(ENV_PASSWORD) or \
+            _read_password(os.environ.get(ENV_PASSWORD_FILE))
         return cls(url=url.rstrip("/"), user=user, password=password, verify_certs=not insecure,
                    ca_certs=ca_certs or os.environ.get(ENV_CA), timeout=timeout)
 
@@ -100,6 +111,52 @@ class ConnectionSettings:
         if self.password:
             text = text.replace(self.password, "***")
         return redact_urls(text)
+
+    def describe_error(self, exc: BaseException) -> str | None:
+        """One line that says what to fix for a refused login, a refused action or a TLS failure;
+        None for other errors.  Never the password."""
+        status = getattr(exc, "status_code", None)
+        who = f"user {self.user!r}" if self.user else "no user"
+        if status == 401:
+            if self.user is None:
+                return (f"{safe_url(self.url)} asks for credentials and none were given: set {ENV_USER} and "
+                        f"{ENV_PASSWORD} (or {ENV_PASSWORD_FILE}), or put the user in the URL")
+            return (f"{safe_url(self.url)} refused the credentials of {who} (401): check the user name and "
+                    f"the password ({ENV_PASSWORD} / {ENV_PASSWORD_FILE})")
+        if status == 403:
+            reason = _reason(exc)
+            return self.redact(f"{who} may not do this on {safe_url(self.url)} (403): {reason}")
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            detail = text.split("certificate verify failed:", 1)[-1].split("(_ssl")[0].strip(" )'\"") \
+                if "certificate verify failed:" in text else "certificate verify failed"
+            against = f"the CA in {self.ca_certs}" if self.ca_certs else "the system's CA certificates"
+            return (f"the TLS certificate of {safe_url(self.url)} could not be verified against {against} "
+                    f"({detail}): pass the cluster's CA with --ca-certs (or {ENV_CA})")
+        if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+            return f"{safe_url(self.url)} does not speak TLS: use an http:// URL"
+        return None
+
+
+def _read_password(path: str | None) -> str | None:
+    """The first line of the password file ``path`` (None when no file is named)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read the password file {path}: {exc.strerror or type(exc).__name__}") from None
+    if not line:
+        raise ValueError(f"the password file {path} is empty")
+    return line
+
+
+def _reason(exc: BaseException) -> str:
+    info = getattr(exc, "info", None)
+    if isinstance(info, dict) and isinstance(info.get("error"), dict):
+        return str(info["error"].get("reason") or info["error"].get("type") or exc)
+    return str(getattr(exc, "error", "") or exc)
 
 
 @dataclass(frozen=True)

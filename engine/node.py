@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
+from .security import SECURITY_PLUGIN_CLASS, SECURITY_PLUGIN_DIR, SecureNode, SecurityError
+
 JAVA_DIR = Path(__file__).with_name("java")
 
 # Plugins loaded from the class path; ones whose classes are missing are skipped by the launcher.
@@ -316,6 +318,11 @@ class NodeDir:
     def ports_file(self) -> Path:
         return self.path / "logs" / "http.ports"
 
+    @property
+    def secure_file(self) -> Path:
+        """Present while the node runs with the security plugin (TLS, users): its URL is https."""
+        return self.path / "SECURE"
+
     def pid(self, launchers: dict[bytes, list[int]] | None = None) -> int | None:
         """The pid of the node running on this directory (found by its command line), or None.
 
@@ -342,14 +349,12 @@ class NodeDir:
             url = self.ready_file.read_text().strip()
         except OSError:
             url = ""
-        if url:
-            return url
-        # the READY file is gone (removed by hand or by an old launcher): the node's ports file
-        try:
-            first = self.ports_file.read_text().split()[0]
-        except (OSError, IndexError):
-            return None
-        return f"http://{first}"
+        if not url:  # the READY file is gone (removed by hand or by an old launcher): the ports file
+            try:
+                url = "http://" + self.ports_file.read_text().split()[0]
+            except (OSError, IndexError):
+                return None
+        return "https://" + url.split("://", 1)[1] if self.secure_file.exists() else url
 
     @property
     def version_file(self) -> Path:
@@ -394,7 +399,8 @@ class LocalEngine:
     ``heap`` is per node; by default 1g for one node and 512m for each node of a cluster.
     ``version`` is the OpenSearch version to build and start (:data:`ENGINE_VERSIONS`); None
     means ``CMSEARCH_ENGINE_VERSION``, else the version whose data is under ``state_dir``,
-    else 2.19.
+    else 2.19.  ``secure`` starts the nodes with the security plugin: TLS and internal users
+    (:mod:`engine.security`; 2.19 only, the 3.x build has no security plugin).
     """
 
     state_dir: Path = None  # type: ignore[assignment]
@@ -402,6 +408,7 @@ class LocalEngine:
     heap: str | None = None
     nodes: int = 1
     version: str | None = None
+    secure: bool = False
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir or default_state_dir()).expanduser().resolve()
@@ -524,6 +531,9 @@ class LocalEngine:
                 jars[_jar_key(jar.name)] = jar
         for jar in sorted((target / "lib").glob("*.jar")):
             jars[_jar_key(jar.name)] = jar
+        if self.secure:  # only a secured node gets the security plugin's libraries, and none it would replace
+            for jar in sorted((target / "plugins" / SECURITY_PLUGIN_DIR).glob("*.jar")):
+                jars.setdefault(_jar_key(jar.name), jar)
         launcher = sorted(target.glob("cmsearch-engine-*.jar"))
         if not launcher or not jars:
             raise EngineError(f"engine build output missing under {target}; run `cmsearch engine start` to build it")
@@ -594,6 +604,10 @@ class LocalEngine:
         n = self.nodes if nodes is None else nodes
         if not isinstance(n, int) or not 1 <= n <= MAX_NODES:
             raise EngineError(f"--nodes must be between 1 and {MAX_NODES}, got {n!r}")
+        if self.secure and self.engine.name != DEFAULT_VERSION:
+            raise EngineError(f"a secured node runs OpenSearch {DEFAULT_VERSION} only: the {self.engine.name} build "
+                              "has no security plugin (start it without --secure, or with --version "
+                              f"{DEFAULT_VERSION})")
         with self._lock():
             launchers = _launchers()
             single_pid = self._single.pid(launchers)
@@ -608,6 +622,7 @@ class LocalEngine:
                         f"or start it with `cmsearch engine start --nodes {size}`")
                 if single_pid is not None:
                     self._check_version(self._single, running=True)
+                    self._check_security_mode([self._single])
                     return self._wait_for_running(self._single, single_pid, timeout)
                 self._check_version(self._single)
                 self._prepare_build(progress)
@@ -628,6 +643,14 @@ class LocalEngine:
                     f"`--nodes {rec['nodes']}`, or delete {self.cluster_dir} to make a {n}-node cluster")
             return self._start_cluster(n, rec, cluster_up, launchers, timeout, exit_with_parent, progress)
 
+    def _check_security_mode(self, running: list[NodeDir]) -> None:
+        """Refuse to reuse running nodes started with the other security mode."""
+        other = [nd.name for nd in running if nd.secure_file.exists() != self.secure]
+        if other:
+            what = "without" if self.secure else "with"
+            raise EngineError(f"{', '.join(other)} under {self.state_dir} runs {what} security; stop it first with "
+                              f"`cmsearch engine stop`, or start {'with' if not self.secure else 'without'} --secure")
+
     def _prepare_build(self, progress) -> None:
         if not self.is_built():
             progress("building the engine with Maven (first run only)...")
@@ -641,6 +664,7 @@ class LocalEngine:
         down = [nd for nd in nodes if nd.path not in running]
         for nd in nodes:
             self._check_version(nd, running=nd.path in running)
+        self._check_security_mode([nd for nd, _ in up])
         for nd, pid in up:
             nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
         if not down:
@@ -707,9 +731,16 @@ class LocalEngine:
         version = self.engine
         cp = os.pathsep.join(str(p) for p in self.classpath())
         java = self.java_home() / "bin" / "java"
+        plugins: tuple[str, ...] = version.plugin_classes
+        if self.secure:
+            settings = (*settings, *SecureNode(self.state_dir).configure(cfg))
+            plugins = (*plugins, SECURITY_PLUGIN_CLASS)
+            nd.secure_file.touch()
+        else:
+            nd.secure_file.unlink(missing_ok=True)
         cmd = [str(java), f"-Xms{heap}", f"-Xmx{heap}", *JVM_FLAGS, *version.jvm_flags, "-cp", cp,
                LAUNCHER_CLASS, str(nd.path), self.http_ports,
-               "true" if exit_with_parent else "false", *settings, *version.plugin_classes]
+               "true" if exit_with_parent else "false", *settings, *plugins]
         nd.version_file.write_text(version.name + "\n")
         fd = os.open(nd.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)  # also a log an older version created 0644
@@ -811,12 +842,14 @@ class LocalEngine:
     def log_tail(self, lines: int = 25) -> str:
         return self._single.log_tail(lines)
 
-    @staticmethod
-    def _health(url: str, status: str, timeout: float = 5.0, nodes: int | None = None) -> dict | None:
+    def _health(self, url: str, status: str, timeout: float = 5.0, nodes: int | None = None) -> dict | None:
         query = f"wait_for_status={status}&timeout=1s" + (f"&wait_for_nodes={nodes}" if nodes else "")
         try:
-            with urllib.request.urlopen(f"{url}/_cluster/health?{query}", timeout=timeout) as r:
+            # a secured node is asked as its admin, its certificate verified against its own CA
+            open_url = SecureNode(self.state_dir).admin_opener().open if url.startswith("https:") \
+                else urllib.request.urlopen
+            with open_url(f"{url}/_cluster/health?{query}", timeout=timeout) as r:
                 body = json.loads(r.read())
             return body if not body.get("timed_out") else None
-        except (urllib.error.URLError, OSError, ValueError):
+        except (urllib.error.URLError, OSError, ValueError, SecurityError):
             return None

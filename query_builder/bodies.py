@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from analysis import Vocabulary
+from analysis.pinyin import INITIALS
 from mappings import fields
 
 from .boosts import BOOST_KINDS, EXPANSION_KINDS, Boost, boost_clauses, plan_boosts
-from analysis.pinyin import INITIALS
 
 from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MatchPhrase, MultiMatch, Nested, Query
 from .facets import facet_aggs
@@ -312,6 +312,58 @@ def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float,
                   inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
 
 
+def sub_query_weights(active: Sequence[Any]) -> tuple[float, ...]:
+    """Each active retriever's share of the fusion (they sum to 1, as the fusion processor wants)."""
+    total = sum(r.weight for r in active)
+    return tuple(round(r.weight / total, 6) for r in active)
+
+
+def active_retriever_sets(profile: Profile) -> list[tuple[Any, ...]]:
+    """Every set of retrievers :func:`build_search` can run for ``profile``: per combination of
+    request inputs, with and without the retrievers a long query leaves out.  This is what an
+    admin step needs to create every search pipeline the profile can ask for."""
+    from itertools import combinations
+
+    from .retrievers import INPUTS
+
+    seen: dict[tuple[tuple[str, float], ...], tuple[Any, ...]] = {}
+    for n in range(1, len(INPUTS) + 1):
+        for inputs in combinations(INPUTS, n):
+            for verbose in (False, True):
+                active, _ = select_retrievers(profile, set(inputs), verbose)
+                if active:
+                    seen.setdefault(tuple((r.kind, r.weight) for r in active), active)
+    return list(seen.values())
+
+
+def select_retrievers(profile: Profile, inputs: set[str], verbose: bool) -> tuple[tuple[RetrieverSpec, ...], list[str]]:
+    """The retrievers that run for these request inputs, with their weights, and the kinds a long
+    query (``verbose``: the profile's ``verbose_query_words`` or more, with a lexical retriever)
+    leaves out: there the text k-NN retrievers are weighted by ``verbose_text_weight``, or left
+    out when it is 0."""
+    active = profile.active(inputs)
+    if not verbose or not any(r.entry.lexical for r in active):
+        return active, []
+    text_only = [r.kind for r in active if r.entry.text_vector_only]
+    if text_only and profile.verbose_text_weight > 0:
+        return tuple(replace(r, weight=r.weight * profile.verbose_text_weight) if r.entry.text_vector_only
+                     else r for r in active), []
+    return tuple(r for r in active if not r.entry.text_vector_only), text_only
+
+
+def profile_pipelines(profile: Profile) -> list[SearchPipeline]:
+    """The search pipelines a server-side hybrid search with ``profile`` can name (none for a
+    profile that always fuses client-side), each once."""
+    if profile.fusion.mode == "client":
+        return []
+    out: dict[str, SearchPipeline] = {}
+    for active in active_retriever_sets(profile):
+        if 1 < len(active) <= Hybrid.MAX_QUERIES:
+            p = search_pipeline(profile.name, profile.fusion, sub_query_weights(active))
+            out.setdefault(p.name, p)
+    return list(out.values())
+
+
 def build_search(request: SearchRequest, profile: Profile, understanding: Understanding,
                  vectors: QueryVectors | None = None, vocabulary: Vocabulary | None = None,
                  fused_weights: tuple[float, float] = (0.5, 0.5), *, floors: str = "normal") -> BuiltSearch:
@@ -327,25 +379,20 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     """
     vectors = (vectors or QueryVectors()).merged(request.vectors)
     inputs = request_inputs(understanding, vectors)
-    active = profile.active(inputs)
     notes = list(understanding.notes)
     words = len(understanding.tokens)
-    dropped: list[str] = []
     verbose = bool(profile.verbose_query_words and words >= profile.verbose_query_words and
-                   any(r.entry.lexical for r in active))
+                   any(r.entry.lexical for r in profile.active(inputs)))
+    active, dropped = select_retrievers(profile, inputs, verbose)
     minimum_should_match = profile.lexical.minimum_should_match
     if verbose:
         minimum_should_match = profile.verbose_minimum_should_match or minimum_should_match
         text_only = [r.kind for r in active if r.entry.text_vector_only]
-        if text_only and profile.verbose_text_weight > 0:
-            active = tuple(replace(r, weight=r.weight * profile.verbose_text_weight) if r.entry.text_vector_only
-                           else r for r in active)
+        if text_only:
             notes.append(f"a {words}-word query: {text_only} weighted x{profile.verbose_text_weight:g}, "
                          f"lexical minimum match {minimum_should_match} (profile verbose_query_words "
                          f"{profile.verbose_query_words})")
-        elif text_only:
-            dropped = text_only
-            active = tuple(r for r in active if not r.entry.text_vector_only)
+        elif dropped:
             notes.append(f"a {words}-word query: {dropped} left out, the words decide "
                          f"(profile verbose_query_words {profile.verbose_query_words})")
     if not active:
@@ -368,7 +415,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
     fused = fused_query_vector(vectors, fused_weights) if any(
         r.entry.vector == VECTOR_FUSED for r in active) else None
 
-    total_w = sum(r.weight for r in active)
+    shares = sub_query_weights(active)
     subs: list[SubQuery] = []
     retrieving = BOOST_KINDS if profile.lexical.boosts_retrieve else EXPANSION_KINDS
     lifts = tuple(b for b in boosts if b.kind not in retrieving)
@@ -387,7 +434,7 @@ def build_search(request: SearchRequest, profile: Profile, understanding: Unders
             dense = _dense_query(spec, vectors, fused, profile, knn_filter, floors)
             clauses = boost_clauses(boosts, spec.boost_scale or 0.0)
             query = Bool(must=(dense,), should=clauses) if clauses else dense
-        subs.append(SubQuery(spec.kind, round(spec.weight / total_w, 6), query,
+        subs.append(SubQuery(spec.kind, shares[len(subs)], query,
                              0 if spec.entry.lexical or spec.floor(floors) is not None else spec.k))
 
     depth = max(profile.candidates, request.offset + request.size)

@@ -12,6 +12,12 @@ version number: ``z_score`` (3.0) is one more normalization to try; weighted RRF
 told by the score of the first hit, not by the pipeline being accepted (2.19's normalization
 processor accepts parameters it does not know and ignores them); a node without neural-search
 (the local 3.x node) has no hybrid query at all, and every search is fused client-side.
+
+A searcher on a secured cluster usually may not create pipelines (a cluster privilege a
+read-only role does not hold).  So a searcher's probe first runs its tiny query through the
+pipelines an admin created for its profile (``cmsearch pipelines put``); when they answer, the
+searcher names them and never creates a pipeline (``premade``), and no cluster API is called.
+Only when they do not is every method tried with throw-away pipelines as above.
 """
 from __future__ import annotations
 
@@ -19,12 +25,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
+from opensearchpy.exceptions import AuthorizationException, NotFoundError, OpenSearchException, TransportError
 
 from . import calls
 from .calls import Flow
 from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS
 from .profile import FusionSpec
+from .search_pipelines import SearchPipeline
 
 __all__ = ["FusionCapabilities", "detect_fusion", "probe_fusion", "NO_SERVER_FUSION"]
 
@@ -41,6 +48,7 @@ class FusionCapabilities:
     pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
     weighted: frozenset[str] = frozenset()        # rank-based methods whose processor honours weights (3.1+ RRF)
     detail: str = ""
+    premade: bool = False                        # may not create pipelines: names those an admin made
 
     @property
     def rrf(self) -> bool:
@@ -67,9 +75,12 @@ NO_SERVER_FUSION = FusionCapabilities(hybrid=False, detail="not probed")
 
 
 def _put(name: str, processor: dict) -> Flow[bool]:
+    """True when the pipeline was created; a refusal for want of privileges raises."""
     try:
         yield calls.perform("PUT", f"/_search/pipeline/{name}", {"phase_results_processors": [processor]})
         return True
+    except AuthorizationException:
+        raise
     except (OpenSearchException, TransportError):
         return False
 
@@ -81,22 +92,26 @@ def _delete(name: str) -> Flow[None]:
         pass
 
 
-def _hybrid_search(index: str, pipeline: str, depth: bool) -> Flow[dict]:
+def _hybrid_search(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[dict]:
     """match_all beside match_none: every product is in the first list only, at rank 1 the first."""
-    hybrid: dict[str, Any] = {"queries": [{"match_all": {}}, {"match_none": {}}]}
+    hybrid: dict[str, Any] = {"queries": [{"match_all": {}}] + [{"match_none": {}}] * (queries - 1)}
     if depth:
         hybrid["pagination_depth"] = 10
     return (yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
                                {"search_pipeline": pipeline}))
 
 
-def _hybrid_runs(index: str, pipeline: str, depth: bool) -> Flow[tuple[bool, str]]:
+def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[tuple[bool, str]]:
     try:
-        yield from _hybrid_search(index, pipeline, depth)
+        yield from _hybrid_search(index, pipeline, depth, queries)
         return True, ""
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError) as exc:
+        info = getattr(exc, "info", None)
+        err = info.get("error") if isinstance(info, dict) else None
+        if isinstance(err, dict) and err.get("reason"):
+            return False, f"{err.get('type')}: {err['reason']}"[:200]
         return False, str(getattr(exc, "error", "") or exc)[:200]
 
 
@@ -120,9 +135,45 @@ def _weights_count(index: str, pipeline: str, depth: bool) -> Flow[bool]:
     return abs(float(hits[0]["_score"]) - _PROBE_WEIGHTS[0] / 61) < 1e-5
 
 
-def probe_fusion(index: str) -> Flow[FusionCapabilities]:
+_DENIED = "this user may not create search pipelines (cluster:admin/search/pipeline/put)"
+
+
+def _premade_probe(index: str, fusion: FusionSpec, premade: list[SearchPipeline]) -> Flow[FusionCapabilities]:
+    """Whether hybrid queries run through the pipelines made for the profile beforehand."""
+    pipe = premade[0]
+    n = len(next(iter(pipe.body["phase_results_processors"][0].values())).get("combination", {})
+            .get("parameters", {}).get("weights") or [0, 0])
+    depth, why = yield from _hybrid_runs(index, pipe.name, depth=True, queries=n)
+    if not depth:
+        ok, why = yield from _hybrid_runs(index, pipe.name, depth=False, queries=n)
+        if not ok:
+            return FusionCapabilities(hybrid=False, detail=why)
+    return FusionCapabilities(hybrid=True, normalizations=frozenset({fusion.method.name}),
+                              combinations=frozenset({fusion.combination}), pagination_depth=depth,
+                              detail="the profile's search pipelines exist (made beforehand)", premade=True)
+
+
+def probe_fusion(index: str, fusion: FusionSpec | None = None,
+                 premade: list[SearchPipeline] | tuple[SearchPipeline, ...] = ()) -> Flow[FusionCapabilities]:
     """The probe as a flow: every registered fusion method and combination is tried on ``index``
-    (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again."""
+    (which must exist; a missing one raises ``NotFoundError``); its pipelines are removed again.
+
+    With a profile's ``fusion`` and ``premade`` pipelines, those are tried first (see the
+    module's docstring)."""
+    premade = list(premade)
+    if fusion is not None and premade:
+        caps = yield from _premade_probe(index, fusion, premade)
+        if caps.hybrid:
+            return caps
+    try:
+        return (yield from _probe_all(index))
+    except AuthorizationException:
+        why = (", and the profile's pipelines were not made beforehand: an admin makes them with "
+               "`cmsearch pipelines put`") if premade else ""
+        return FusionCapabilities(hybrid=False, detail=_DENIED + why)
+
+
+def _probe_all(index: str) -> Flow[FusionCapabilities]:
     created: list[str] = []
     # unique names: two searchers probing at once must not delete each other's pipelines
     probe = f"cmsearch-probe-{uuid.uuid4().hex[:8]}"

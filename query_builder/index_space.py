@@ -12,19 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import AuthorizationException, NotFoundError
 
 __all__ = ["recorded_space", "space_for_index"]
 
 
 def recorded_space(client: Any, index: str) -> Any:
     """The :class:`models.identity.SpaceIdentity` ``index`` records; None when it records none;
-    ``...`` when there is no such index."""
+    ``...`` when there is no such index, or this user may not read its mapping (the searcher then
+    says so in its notes)."""
     from models.identity import SpaceIdentity
 
     try:
         mapping = client.indices.get_mapping(index=index)[index]["mappings"]
-    except NotFoundError:
+    except (NotFoundError, AuthorizationException):
         return ...
     try:
         return SpaceIdentity.from_mapping(mapping)

@@ -28,7 +28,8 @@ import time
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
-from opensearchpy.exceptions import NotFoundError, OpenSearchException, RequestError, TransportError
+from opensearchpy.exceptions import (AuthorizationException, NotFoundError, OpenSearchException, RequestError,
+                                     TransportError)
 
 from analysis import AliasTable, Tokenizer, Vocabulary
 from analysis.synonyms import SynonymTable
@@ -36,7 +37,7 @@ from engine.vocabulary import vocabulary_searches
 from mappings import fields
 
 from . import calls
-from .bodies import VARIANTS, BuiltSearch, build_search
+from .bodies import VARIANTS, BuiltSearch, build_search, profile_pipelines
 from .calls import Flow
 from .dsl import Bool, Exists, Knn, Nested, transform
 from .query_vectors import encode
@@ -99,6 +100,12 @@ def _error_text(err: Mapping[str, Any]) -> str:
 
     walk(err)
     return "; caused by ".join(parts)
+
+
+def _no_such_pipeline(exc: Exception) -> bool:
+    """The search named a search pipeline the cluster does not have."""
+    msg = engine_message(exc)
+    return "Pipeline" in msg and "is not defined" in msg
 
 
 def _past_the_end(exc: Exception) -> bool:
@@ -277,6 +284,11 @@ class SearcherCore:
             resp = yield calls.perform("GET", f"/{self.index}/_mapping")
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
+        except AuthorizationException:   # a role that may search but not read the mapping
+            mine = getattr(self.space, "identity", None)
+            return (mine.weights if mine is not None else (0.5, 0.5),
+                    f"the vector space {self.index!r} records was not checked: this user may not read its "
+                    "mapping (grant indices:admin/mappings/get on the index)")
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the mapping of {self.index!r} failed: {engine_message(exc)}") from None
         mapping = (resp.get(self.index) or next(iter(resp.values()), {})).get("mappings", {})
@@ -286,7 +298,7 @@ class SearcherCore:
         from .fusion_probe import probe_fusion
 
         try:
-            return (yield from probe_fusion(self.index))
+            return (yield from probe_fusion(self.index, self.profile.fusion, profile_pipelines(self.profile)))
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
 
@@ -304,14 +316,14 @@ class SearcherCore:
             if real == 0:
                 raw_hits, total, facets, sub_responses = [], 0, Facets(), None
             else:
-                raw_hits, total, facets, sub_responses = yield from self._run(built, path, caps, notes)
+                raw_hits, total, facets, sub_responses, path = yield from self._run(built, path, caps, notes)
                 if real is not None:
                     total = real
             if not raw_hits and not total and built.nearest is not None:
                 # nothing is a real match: the nearest products, said to be no more than that
                 built = built.nearest
                 path, why = self._route(built, caps)
-                raw_hits, _, facets, sub_responses = yield from self._run(built, path, caps, notes)
+                raw_hits, _, facets, sub_responses, path = yield from self._run(built, path, caps, notes)
                 low_confidence = bool(raw_hits)
                 notes.append("no product really matches (no words matched, nothing above the k-NN floors); "
                              "the nearest products are shown, flagged low confidence")
@@ -335,11 +347,20 @@ class SearcherCore:
                             took_ms=(time.perf_counter() - t0) * 1000, low_confidence=low_confidence)
 
     def _run(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None, notes: list[str]
-             ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]] | None]]:
-        if path == "client":
-            return (yield from self._run_client(built, notes))
-        raw_hits, total, facets = yield from self._run_server(built, path, caps)
-        return raw_hits, total, facets, None
+             ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]] | None, str]]:
+        """(hits, total, facets, the sub-responses of a client-side fusion, the path it took)."""
+        if path != "client":
+            try:
+                raw_hits, total, facets = yield from self._run_server(built, path, caps)
+                return raw_hits, total, facets, None, path
+            except RequestError as exc:
+                if path != "server" or not _no_such_pipeline(exc):
+                    raise
+                path = "client"   # e.g. a premade pipeline an admin has not created (yet)
+                notes.append(f"fused client-side: {engine_message(exc)}, and this searcher does not create "
+                             "it: an admin creates the profile's pipelines with `cmsearch pipelines put`")
+        raw_hits, total, facets, subs = yield from self._run_client(built, notes)
+        return raw_hits, total, facets, subs, path
 
     def _suggest_flow(self, prefix: str, size: int, kinds: Sequence[str]) -> Flow[list[Suggestion]]:
         try:
@@ -376,8 +397,10 @@ class SearcherCore:
                             fusion_path=first.fusion_path, profile=self.profile.name, retrievers=first.retrievers,
                             understanding=first.understanding, took_ms=(time.perf_counter() - t0) * 1000)
 
-    def _ensure_pipeline(self, built: BuiltSearch) -> Flow[None]:
+    def _ensure_pipeline(self, built: BuiltSearch, caps: FusionCapabilities | None) -> Flow[None]:
         p = built.pipeline
+        if caps is not None and caps.premade:   # this user may not create pipelines: an admin made them
+            return
         with self._lock:
             if p is None or p.name in self._pipelines:
                 return
@@ -390,7 +413,7 @@ class SearcherCore:
                     ) -> Flow[tuple[list[tuple[dict, float]], int, Facets]]:
         body = built.body()
         if path == "server":
-            yield from self._ensure_pipeline(built)
+            yield from self._ensure_pipeline(built, caps)
             if caps is None or not caps.pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
         try:
