@@ -8,7 +8,8 @@ import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from engine import EngineError, LocalEngine
-from engine.node import CLUSTER_HEAP, ENGINE_VERSIONS, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
+from engine.node import CLUSTER_HEAP, MAX_NODES, SINGLE_HEAP, SINGLE_NODE_NAME
+from engine.versions import ENGINE_VERSIONS
 from engine.capabilities import detect
 from engine.security import SecureNode, SecurityError
 from query_builder import detect_fusion

@@ -9,6 +9,10 @@ __all__ = ["EngineError", "LocalEngine", "default_state_dir"]
 
 
 def __getattr__(name: str):
+    if name == "EngineError":
+        from .errors import EngineError
+
+        return EngineError
     if name in __all__:
         from . import node
 

@@ -15,7 +15,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from opensearchpy import OpenSearch
 
-from .node import EngineError, LocalEngine
+from .errors import EngineError
+from .node import LocalEngine
 from .security import SecureNode
 from .urls import redact_urls, safe_url
 

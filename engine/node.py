@@ -10,18 +10,10 @@ finding each other over loopback transport ports that ``cluster/cluster.json`` r
 node restarted after a crash finds the others, and keeps its port when it is still free).
 Only one of the two runs at a time.
 
-The OpenSearch version is a choice (``version``, else ``CMSEARCH_ENGINE_VERSION``, else 2.19):
-each version has its own pom, Maven build directory (``build`` for 2.19, ``build-<version>``
-otherwise, so both can be built side by side) and Java: 3.x needs Java 21+, found through
-``CMSEARCH_JAVA_HOME``, ``JAVA_HOME``, ``java`` on PATH or the JDKs under ``/usr/lib/jvm``.  A
-node's data records the version that wrote it, and a node of another version is refused there
-(3.x upgrades 2.x data for good, and 2.x cannot read 3.x data).
+The OpenSearch version and the Java that runs it are :mod:`engine.versions`; one node's
+directory and process, :mod:`engine.node_dir`.
 
-The pid file is a hint, not the truth: it can be damaged, or name a pid the system has since
-given to another process (after ``kill -9``).  A running node is the java process whose command
-line runs the launcher on that node's directory, found through ``/proc``; the pid file is only
-trusted where there is no ``/proc``.  The state directory holds the index data, so it is
-private to its owner (0700).
+The state directory holds the index data, so it is private to its owner (0700).
 """
 from __future__ import annotations
 
@@ -29,10 +21,8 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -42,31 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import EngineError
+from .node_dir import LAUNCHER_CLASS, NodeDir, NodeState, running_launchers, pid_alive, port_free, reap
 from .security import SECURITY_PLUGIN_CLASS, SECURITY_PLUGIN_DIR, SecureNode, SecurityError
+from .versions import DEFAULT_VERSION, ENGINE_VERSIONS, EngineVersion, engine_version, find_java
 
 JAVA_DIR = Path(__file__).with_name("java")
 
-# Plugins loaded from the class path; ones whose classes are missing are skipped by the launcher.
-_PLUGINS_2 = (
-    "org.opensearch.transport.Netty4Plugin",
-    "org.opensearch.analysis.common.CommonAnalysisPlugin",
-    "org.opensearch.painless.PainlessPlugin",
-    "org.opensearch.index.mapper.MapperExtrasPlugin",
-    "org.opensearch.index.reindex.ReindexPlugin",
-    "org.opensearch.knn.plugin.KNNPlugin",
-    "org.opensearch.neuralsearch.plugin.NeuralSearch",
-)
-# 3.x renamed the modules' plugin classes; no neural-search 3.x zip is on Maven Central
-_PLUGINS_3 = (
-    "org.opensearch.transport.Netty4ModulePlugin",
-    "org.opensearch.analysis.common.CommonAnalysisModulePlugin",
-    "org.opensearch.painless.PainlessModulePlugin",
-    "org.opensearch.index.mapper.MapperExtrasModulePlugin",
-    "org.opensearch.index.reindex.ReindexModulePlugin",
-    "org.opensearch.knn.plugin.KNNPlugin",
-)
 PLUGIN_DIRS = ("opensearch-knn", "neural-search")
-LAUNCHER_CLASS = "org.cmsearch.engine.Launcher"
 JVM_FLAGS = (
     "-Dlog4j2.disable.jmx=true",
     "-Dopensearch.set.netty.runtime.available.processors=false",
@@ -82,132 +55,6 @@ MAX_NODES = 9
 # Cluster nodes need fixed transport ports for their seed list.  Single nodes bind the lowest
 # free port of 9300-9399, so cluster ports are taken from the top of that range down.
 CLUSTER_TRANSPORT_PORTS = range(9399, 9299, -1)
-
-
-class EngineError(RuntimeError):
-    """The local engine could not be built, started or stopped; the message says why."""
-
-
-@dataclass(frozen=True)
-class EngineVersion:
-    """One OpenSearch version the local node can be built as: its pom, Java and plugins."""
-
-    name: str                  # what ``--version`` takes
-    opensearch: str            # the OpenSearch release
-    pom: str                   # under engine/java
-    java: int                  # the oldest Java feature release it runs on
-    plugin_classes: tuple[str, ...]
-    jvm_flags: tuple[str, ...] = ()
-
-    @property
-    def build_name(self) -> str:
-        """The build directory under the state dir (2.19 keeps the one it always had)."""
-        return "build" if self.name == DEFAULT_VERSION else f"build-{self.name}"
-
-
-DEFAULT_VERSION = "2.19"
-ENGINE_VERSIONS = {v.name: v for v in (
-    EngineVersion("2.19", "2.19.1", "pom.xml", 17, _PLUGINS_2),
-    # Lucene 10 calls the foreign-memory API: allowed up front instead of warned about
-    EngineVersion("3.5", "3.5.0", "pom-3.5.xml", 21, _PLUGINS_3, ("--enable-native-access=ALL-UNNAMED",)),
-)}
-
-
-def engine_version(name: str | None = None) -> EngineVersion:
-    """The version ``name`` (``2.19``, ``3.5``, or the full release such as ``3.5.0``); None means
-    ``CMSEARCH_ENGINE_VERSION``, else 2.19."""
-    wanted = name if name is not None else (os.environ.get("CMSEARCH_ENGINE_VERSION") or DEFAULT_VERSION)
-    key = wanted.strip()
-    for v in ENGINE_VERSIONS.values():
-        if key in (v.name, v.opensearch):
-            return v
-    source = "" if name is not None else " (from CMSEARCH_ENGINE_VERSION)"
-    raise EngineError(f"unknown engine version {wanted!r}{source}; the local node can be built as "
-                      f"{', '.join(ENGINE_VERSIONS)}")
-
-
-# ---- Java ------------------------------------------------------------------------------
-JVM_ROOTS = (Path("/usr/lib/jvm"), Path("/opt/java"), Path("/usr/java"))
-_RELEASE_VERSION = re.compile(r'^JAVA_VERSION="?([0-9][^"\s]*)"?', re.M)
-_VERSION_LINE = re.compile(r'version "([0-9][^"]*)"')
-
-
-def _feature(version: str) -> int | None:
-    """The feature release of a Java version string (``17.0.15`` -> 17, ``1.8.0_392`` -> 8)."""
-    parts = re.findall(r"\d+", version)
-    if not parts:
-        return None
-    major = int(parts[0])
-    return int(parts[1]) if major == 1 and len(parts) > 1 else major
-
-
-def java_feature(home: Path) -> int | None:
-    """The Java feature release of the JDK or JRE at ``home`` (its ``release`` file, else what
-    ``bin/java -version`` says); None when there is no working java there."""
-    java = home / "bin" / "java"
-    if not java.is_file():
-        return None
-    try:
-        m = _RELEASE_VERSION.search((home / "release").read_text(errors="replace"))
-        if m:
-            return _feature(m.group(1))
-    except OSError:
-        pass
-    try:
-        out = subprocess.run([str(java), "-version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = _VERSION_LINE.search(out)
-    return _feature(m.group(1)) if m else None
-
-
-def _java_candidates() -> list[tuple[str, Path]]:
-    """Where a JDK may be, in the order they are preferred: ``JAVA_HOME``, ``java`` on PATH, then
-    the JDKs installed under the usual roots (newest first)."""
-    found: list[tuple[str, Path]] = []
-    if os.environ.get("JAVA_HOME"):
-        found.append(("JAVA_HOME", Path(os.environ["JAVA_HOME"]).expanduser()))
-    on_path = shutil.which("java")
-    if on_path:
-        found.append(("java on PATH", Path(os.path.realpath(on_path)).parent.parent))
-    installed = []
-    for root in JVM_ROOTS:
-        try:
-            installed += [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
-        except OSError:
-            continue
-    versions = {p: java_feature(p) for p in installed}
-    for p in sorted(installed, key=lambda p: (-(versions[p] or 0), str(p))):
-        found.append((str(p.parent), p))
-    return found
-
-
-def find_java(minimum: int, purpose: str) -> Path:
-    """The home of a Java ``minimum``+ to run ``purpose`` with.
-
-    ``CMSEARCH_JAVA_HOME`` is taken as given (an older Java there is an error, not skipped);
-    otherwise the first of :func:`_java_candidates` that is new enough.
-    """
-    explicit = os.environ.get("CMSEARCH_JAVA_HOME")
-    if explicit:
-        home = Path(explicit).expanduser()
-        feature = java_feature(home)
-        if feature is None:
-            raise EngineError(f"CMSEARCH_JAVA_HOME={home} holds no working bin/java")
-        if feature < minimum:
-            raise EngineError(f"{purpose} needs Java {minimum} or newer; CMSEARCH_JAVA_HOME={home} is Java {feature}")
-        return home
-    seen = []
-    for where, home in _java_candidates():
-        feature = java_feature(home)
-        if feature is not None and feature >= minimum:
-            return home
-        if feature is not None:
-            seen.append(f"{home} (Java {feature}, {where})")
-    found = "; found only " + ", ".join(dict.fromkeys(seen)) if seen else "; found no Java at all"
-    raise EngineError(f"{purpose} needs Java {minimum} or newer{found}. Install a JDK {minimum}+ and point "
-                      "CMSEARCH_JAVA_HOME (or JAVA_HOME) at it")
 
 
 def default_state_dir() -> Path:
@@ -238,158 +85,6 @@ def _jar_key(name: str) -> str:
         if part[:1].isdigit():
             return "-".join(parts[:i])
     return stem
-
-
-def _launchers() -> dict[bytes, list[int]] | None:
-    """Live launcher processes by the node directory they run on; None where ``/proc`` cannot tell."""
-    proc = Path("/proc")
-    if not (proc / "self" / "cmdline").exists():
-        return None
-    found: dict[bytes, list[int]] = {}
-    want = LAUNCHER_CLASS.encode()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        try:
-            i = argv.index(want)
-        except ValueError:
-            continue
-        if i + 1 < len(argv) and _pid_alive(int(entry.name)):
-            found.setdefault(argv[i + 1], []).append(int(entry.name))
-    return {k: sorted(v) for k, v in found.items()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().split(b")")[-1].split()[0] != b"Z"
-    except OSError:
-        return True
-
-
-def _port_free(port: int) -> bool:
-    """True when a listener could bind 127.0.0.1:``port`` now (as the JVM binds: address reuse on)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _reap(pid: int) -> None:
-    try:  # a child of ours that exited must not stay a zombie
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-@dataclass(frozen=True)
-class NodeDir:
-    """One node's directory (data, logs, pid, READY) and the name the node runs under."""
-
-    path: Path
-    name: str
-
-    @property
-    def pid_file(self) -> Path:
-        return self.path / "pid"
-
-    @property
-    def ready_file(self) -> Path:
-        return self.path / "READY"
-
-    @property
-    def log_file(self) -> Path:
-        return self.path / "logs" / "launcher.out"
-
-    @property
-    def ports_file(self) -> Path:
-        return self.path / "logs" / "http.ports"
-
-    @property
-    def secure_file(self) -> Path:
-        """Present while the node runs with the security plugin (TLS, users): its URL is https."""
-        return self.path / "SECURE"
-
-    def pid(self, launchers: dict[bytes, list[int]] | None = None) -> int | None:
-        """The pid of the node running on this directory (found by its command line), or None.
-
-        ``launchers`` is one ``/proc`` scan shared by several nodes' look-ups.
-        """
-        try:
-            recorded: int | None = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            recorded = None
-        if launchers is None:
-            launchers = _launchers()
-        if launchers is None:  # no /proc: the pid file is all there is
-            return recorded if recorded is not None and _pid_alive(recorded) else None
-        running = launchers.get(os.fsencode(str(self.path)), [])
-        if recorded in running:
-            return recorded
-        return running[0] if running else None
-
-    def url(self, launchers: dict[bytes, list[int]] | None = None) -> str | None:
-        """The URL of the node running here, or None (not running, or not bound to HTTP yet)."""
-        if self.pid(launchers) is None:
-            return None
-        try:
-            url = self.ready_file.read_text().strip()
-        except OSError:
-            url = ""
-        if not url:  # the READY file is gone (removed by hand or by an old launcher): the ports file
-            try:
-                url = "http://" + self.ports_file.read_text().split()[0]
-            except (OSError, IndexError):
-                return None
-        return "https://" + url.split("://", 1)[1] if self.secure_file.exists() else url
-
-    @property
-    def version_file(self) -> Path:
-        return self.path / "engine-version"
-
-    def data_version(self) -> str | None:
-        """The engine version whose node wrote the data here (None: no data yet).  Data from
-        before versions were recorded is 2.19's, the only version there was."""
-        try:
-            recorded = self.version_file.read_text().strip()
-            if recorded:
-                return recorded
-        except OSError:
-            pass
-        return DEFAULT_VERSION if (self.path / "data").is_dir() else None
-
-    def log_tail(self, lines: int = 25) -> str:
-        out = []
-        logs = [self.log_file, *sorted((self.path / "logs").glob("*.log"))]
-        for f in logs:
-            try:
-                out.extend(f.read_text(errors="replace").splitlines()[-lines:])
-            except OSError:
-                pass
-        return "\n".join(out[-lines:])
-
-
-@dataclass(frozen=True)
-class NodeState:
-    """What ``status`` reports of one local node."""
-
-    name: str
-    path: Path
-    pid: int | None
-    url: str | None
 
 
 @dataclass
@@ -558,7 +253,7 @@ class LocalEngine:
 
     def node_states(self) -> list[NodeState]:
         """Every local node that runs, and every node of the recorded cluster (running or not)."""
-        launchers = _launchers()
+        launchers = running_launchers()
         recorded = {nd.path for nd in self.cluster_nodes()}
         out = []
         for nd in self._all_nodes():
@@ -570,7 +265,7 @@ class LocalEngine:
     def pid(self) -> int | None:
         """The pid of the single node running under this state dir, else of the first running
         node of its cluster; None when nothing runs."""
-        launchers = _launchers()
+        launchers = running_launchers()
         for nd in self._all_nodes():
             pid = nd.pid(launchers)
             if pid is not None:
@@ -585,7 +280,7 @@ class LocalEngine:
 
     def urls(self) -> list[str]:
         """The URLs of every running node, the single node or the cluster's in node order."""
-        launchers = _launchers()
+        launchers = running_launchers()
         return [u for u in (nd.url(launchers) for nd in self._all_nodes()) if u]
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -609,7 +304,7 @@ class LocalEngine:
                               "has no security plugin (start it without --secure, or with --version "
                               f"{DEFAULT_VERSION})")
         with self._lock():
-            launchers = _launchers()
+            launchers = running_launchers()
             single_pid = self._single.pid(launchers)
             cluster_up = [(nd, pid) for nd in self._all_nodes()[1:] if (pid := nd.pid(launchers)) is not None]
             rec = self.cluster_record()
@@ -676,9 +371,9 @@ class LocalEngine:
         ports: dict[str, int] = dict((rec or {}).get("transport_ports") or {})
         for nd in down:  # a node that is down keeps its port while it is free, else gets another
             port = ports.get(nd.name)
-            if not isinstance(port, int) or not _port_free(port):
+            if not isinstance(port, int) or not port_free(port):
                 taken = {p for k, p in ports.items() if k != nd.name}
-                port = next((p for p in CLUSTER_TRANSPORT_PORTS if p not in taken and _port_free(p)), None)
+                port = next((p for p in CLUSTER_TRANSPORT_PORTS if p not in taken and port_free(p)), None)
                 if port is None:
                     raise EngineError(f"no free transport port in {CLUSTER_TRANSPORT_PORTS.stop + 1}-"
                                       f"{CLUSTER_TRANSPORT_PORTS.start} on 127.0.0.1 for {nd.name}")
@@ -772,7 +467,7 @@ class LocalEngine:
                     what = "the engine" if n == 1 else f"cluster node {nd.name}"
                     raise EngineError(f"{what} exited with status {proc.returncode} during start; "
                                       f"last log lines:\n{nd.log_tail()}")
-            launchers = _launchers()
+            launchers = running_launchers()
             urls = [nd.url(launchers) for nd in nodes]
             if all(urls) and self._health(urls[0], "green", nodes=n if n > 1 else None):
                 return urls[0]  # type: ignore[return-value]
@@ -788,7 +483,7 @@ class LocalEngine:
         """The URL of the node that already runs (``pid``), once it is green; never a second JVM."""
         nd.pid_file.write_text(str(pid))  # repair a damaged or stale pid file
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             url = nd.url()
             if url and self._health(url, "green"):
                 return url
@@ -804,7 +499,7 @@ class LocalEngine:
     def stop_nodes(self, *, timeout: float = 60.0) -> list[str]:
         """Like :meth:`stop`; returns the names of the nodes that were stopped."""
         with self._lock():
-            launchers = _launchers()
+            launchers = running_launchers()
             running = [(nd, pid) for nd in self._all_nodes() if (pid := nd.pid(launchers)) is not None]
             self._terminate_all([pid for _, pid in running], timeout=timeout)
             for nd in self._all_nodes():
@@ -828,8 +523,8 @@ class LocalEngine:
         left = list(pids)
         while left and time.monotonic() < deadline:
             for pid in left:
-                _reap(pid)
-            left = [pid for pid in left if _pid_alive(pid)]
+                reap(pid)
+            left = [pid for pid in left if pid_alive(pid)]
             if left:
                 time.sleep(0.2)
         for pid in left:
@@ -837,7 +532,7 @@ class LocalEngine:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            _reap(pid)
+            reap(pid)
 
     def log_tail(self, lines: int = 25) -> str:
         return self._single.log_tail(lines)

@@ -22,13 +22,13 @@ SHARED_DATA = Path(os.environ.get("CMSEARCH_SHARED_DATA", REPO.parent / "shared"
 
 
 def _engine_version() -> str:
-    from engine.node import engine_version
+    from engine.versions import engine_version
 
     return engine_version(os.environ.get("CMSEARCH_TEST_ENGINE_VERSION") or None).name
 
 
 def _versioned(name: str) -> str:
-    from engine.node import DEFAULT_VERSION
+    from engine.versions import DEFAULT_VERSION
 
     version = _engine_version()
     return name if version == DEFAULT_VERSION else f"{name}-{version}"

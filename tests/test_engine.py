@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import mappings
-from engine import LocalEngine
 from engine.capabilities import detect
 from query_builder import detect_fusion
 from mappings import VectorDims, fields as F

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from engine.capabilities import detect
-from engine.node import EngineError, LocalEngine, engine_version, find_java
+from engine.errors import EngineError
+from engine.node import LocalEngine
+from engine.versions import engine_version, find_java
 from mappings import VectorDims, fields as F
 from plugin_ingest.index_admin import create_product_index
 from query_builder import QueryVectors, Searcher, SearchRequest, detect_fusion, load_profile

@@ -3,15 +3,18 @@ the data's recorded version, and the request bodies and pipelines that suit 3.x 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from analysis import AliasTable, Tokenizer, Vocabulary
 from engine import node as engine_node
-from engine.node import EngineError, LocalEngine, NodeDir, engine_version, find_java
-from query_builder import Filters, Profile, QueryVectors, SearchRequest, build_search, load_profile, understand
+from engine import versions as engine_versions
+from engine.errors import EngineError
+from engine.node import LocalEngine
+from engine.node_dir import NodeDir
+from engine.versions import engine_version, find_java
+from query_builder import Filters, QueryVectors, SearchRequest, build_search, load_profile, understand
 from query_builder.fusion_methods import FUSION_METHODS
 from query_builder.fusion_probe import FusionCapabilities
 from query_builder.profile import FusionSpec
@@ -62,7 +65,7 @@ def _jdk(root: Path, name: str, version: str) -> Path:
 @pytest.fixture
 def jdks(tmp_path, monkeypatch):
     root = tmp_path / "jvm"
-    monkeypatch.setattr(engine_node, "JVM_ROOTS", (root,))
+    monkeypatch.setattr(engine_versions, "JVM_ROOTS", (root,))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.delenv("CMSEARCH_JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
@@ -74,7 +77,7 @@ def test_the_newest_installed_jdk_that_is_new_enough_is_found(jdks):
     _jdk(jdks, "java-21", "21.0.4")
     new = _jdk(jdks, "temurin-25", "25.0.1")
     assert find_java(21, "OpenSearch 3.5.0") == new
-    assert engine_node.java_feature(jdks / "java-17") == 17
+    assert engine_versions.java_feature(jdks / "java-17") == 17
 
 
 def test_java_home_comes_first_when_new_enough(jdks, monkeypatch):
