@@ -53,6 +53,12 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
     elif not exists:
         raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
                           f"product mapping, or create it with `cmsearch index create {o.index}`")
+    # an index another load created a moment ago may still be starting its shards: searching
+    # it (reading its vocabulary) fails with 503 until they are.  Health says "yellow" for a new
+    # index whose primaries are still initializing, so wait for no shard initializing; a no-op
+    # on an index in use.
+    client.cluster.health(index=o.index, wait_for_status="yellow", wait_for_no_initializing_shards=True,
+                          params={"timeout": "60s"}, request_timeout=90)
     problems = check_index(client, o.index, space.dims, space=space.identity)
     if problems:
         raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
