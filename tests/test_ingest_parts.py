@@ -73,6 +73,24 @@ def test_cli_refuses_a_bad_part_and_recreate_with_a_part(tmp_path):
     assert res.exit_code == 2 and "--recreate with --part 1/3" in res.output
 
 
+def test_cli_dry_run_of_a_part(tmp_path):
+    from cmsearch.cli import cli
+
+    cat = _catalog(tmp_path / "c.jsonl")
+    res = CliRunner().invoke(cli, ["ingest", str(cat), "--index", "x", "--dry-run", "--json", "--no-progress",
+                                   "--accept-rejects", "--part", "2/3"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    c = d["counts"]
+    assert d["part"] == "2/3" and c["other_parts"] > 0 and c["read"] == 44
+    assert c["read"] == c["indexed"] + c["rejected"] + c["unchanged"] + c["other_parts"]
+    assert c["indexed"] == sum(part_of(f"p{i}", 3) == 2 for i in range(40))
+    # its rejects file is named by the part: the other parts' loads cannot clobber it
+    assert not (tmp_path / "c.jsonl.rejects.jsonl").exists()
+    assert c["rejected"] >= 1 and part_of("p3", 3) == 2         # the duplicate of p3 is part 2's
+    assert (tmp_path / "c.jsonl.part-2-of-3.rejects.jsonl").exists()
+
+
 def test_each_part_has_its_own_files():
     cat = Path("/data/c.jsonl")
     names = {default_rejects_path(cat, Part(i, 3)) for i in (1, 2, 3)} | {default_rejects_path(cat)}
