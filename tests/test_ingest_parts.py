@@ -194,3 +194,13 @@ def test_a_batch_of_a_sparse_part_stays_bounded(tmp_path):
     owned = [it for b in batches for it in b.items if it.status != OTHER]
     assert {it.pid for it in owned} == {f"q{i}" for i in range(3000) if part_of(f"q{i}", 1000) == 7}
     assert all(it.rec.data is None for b in batches for it in b.items if it.status == OTHER)
+
+
+def test_a_record_goes_to_the_part_of_its_id_as_indexed(tmp_path):
+    """The hash is of the id as the index's ``_id`` will be: stripped, an integer as its digits."""
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"id": " p1 ", "title": "a"}) + "\n" + json.dumps({"id": 7, "title": "b"}) + "\n")
+    for n in (2, 3, 5):
+        indexed = {i: _dry(path, tmp_path, Part(i, n)).counts.indexed for i in range(1, n + 1)}
+        expected = Counter([part_of("p1", n), part_of("7", n)])
+        assert indexed == {i: expected.get(i, 0) for i in range(1, n + 1)}
