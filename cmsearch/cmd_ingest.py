@@ -11,6 +11,18 @@ from opensearchpy.exceptions import OpenSearchException, TransportError
 from .options import connection_options, fail
 
 
+def _part(ctx, param, value):
+    """``--part i/N`` -> a :class:`plugin_ingest.parts.Part`, or a usage error saying why not."""
+    from plugin_ingest.parts import PartError, parse_part
+
+    if value is None:
+        return None
+    try:
+        return parse_part(value)
+    except PartError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--index", "index_name", required=True, help="Target index (created from mappings/ with --create).")
@@ -37,9 +49,9 @@ from .options import connection_options, fail
               help="Validate, tokenize and decode every image, and report; no models, nothing written but the rejects file.")
 @click.option("--accept-rejects", is_flag=True, help="Exit 0 even when records were rejected.")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Rejects file (default: <catalog>.rejects.jsonl).")
+              help="Rejects file (default: <catalog>.rejects.jsonl; with --part 2/3: <catalog>.part-2-of-3.rejects.jsonl).")
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Checkpoint file (default: <catalog>.<index>.checkpoint.json).")
+              help="Checkpoint file (default: <catalog>.<index>.checkpoint.json; with --part, named by the part too).")
 @click.option("--no-resume", is_flag=True, help="Ignore an existing checkpoint and start from the top.")
 @click.option("--aliases", "aliases_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Brand / category alias file (JSON, see analysis.vocabulary).")
@@ -62,6 +74,10 @@ from .options import connection_options, fail
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--progress-every", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="When stderr is not a terminal (a log file), print a progress line every this many seconds.")
+@click.option("--part", callback=_part, default=None, metavar="I/N",
+              help="Load only part I of N (numbered from 1; a product's part is the SHA-256 of its id modulo N), "
+                   "so N workers load one catalog into one index; each part has its own checkpoint and rejects "
+                   "file, and --delete-missing deletes only the part's own ids.")
 @click.option("--wait", is_flag=True,
               help="If another load holds this checkpoint or rejects file, wait for it instead of refusing.")
 @connection_options
@@ -70,7 +86,7 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
            image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
            aliases_path, image_weight, text_weight, max_image_mb, image_timeout, allow_dirs, allow_private_urls,
            allow_nets, threads, decode_workers,
-           bulk_docs, bulk_mb, as_json, no_progress, progress_every, wait) -> None:
+           bulk_docs, bulk_mb, as_json, no_progress, progress_every, part, wait) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
 
     Every record ends up indexed, unchanged (skipped by content hash) or rejected; rejects go
@@ -79,6 +95,11 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
     holds, prints its partial summary (as JSON with --json) and exits 130, 143 or 129; the same
     command run again continues from its checkpoint.  One load at a time uses a checkpoint and
     a rejects file: a second one refuses, naming the running one, or waits with --wait.
+
+    With --part I/N, N loads (on N machines, each with the same catalog) share the work: each
+    loads the products of its part and skips the others' (counted apart in its summary).
+    Parts are not merged into one segment by default: when all are done, run one again with
+    --force-merge.
     """
     from analysis import AliasError, AliasTable
     from plugin_ingest.catalog import CatalogError
@@ -104,7 +125,7 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             fetch_policy=FetchPolicy(allow_dirs=allow_dirs, allow_private_urls=allow_private_urls,
                                      allow_networks=allow_nets),
             fmt=fmt, progress=not no_progress and sys.stderr.isatty(),
-            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait)
+            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait, part=part)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -15,6 +15,7 @@ The catalog schema is in ``SCHEMA.md``.  Modules, in the order data flows throug
 - :mod:`.settle`     each record counted once, and its rejects entries
 - :mod:`.rejects`, :mod:`.checkpoint`, :mod:`.report`   nothing lost, resume, the summary
 - :mod:`.lock`, :mod:`.signals`   one load per checkpoint; SIGTERM / SIGHUP like Ctrl-C
+- :mod:`.parts`      ``--part i/N``: which records one of N parallel loads takes
 - :mod:`.ingestor`   the stages together, overlapped with threads and bounded queues
 - :mod:`.load_options`, :mod:`.target`, :mod:`.deletions`   options; the index before and after; --delete-missing
 - :mod:`.index_admin` creating and checking the index from ``mappings/``, with the space it records

@@ -45,6 +45,7 @@ from .fetch import ImageFetcher
 from .image_jobs import ImageJob
 from .load_options import IngestError, IngestInterrupted, IngestOptions, default_checkpoint_path, default_rejects_path
 from .lock import LoadLock, LockBusy, lock_all
+from .parts import PART_MERGE_NOTE
 from .records import WRITE, Batch, Item, mark_unchanged, read_batches
 from .rejects import STAGE_IMAGE, RejectsWriter
 from .report import Counts, IngestReport, ProgressLines, StageTimes
@@ -92,9 +93,9 @@ class Ingestor:
         if options.ocr and ocr_reader is None:
             raise IngestError("--ocr needs an OCR reader")
         cat_path = self.catalog.path
-        self.rejects_path = Path(options.rejects_path or default_rejects_path(cat_path))
+        self.rejects_path = Path(options.rejects_path or default_rejects_path(cat_path, options.part))
         self.checkpoint_store = CheckpointStore(options.checkpoint_path
-                                                or default_checkpoint_path(cat_path, options.index))
+                                                or default_checkpoint_path(cat_path, options.index, options.part))
         self.fetcher = ImageFetcher(self.catalog.base_dir, max_bytes=options.max_image_bytes,
                                     connect_timeout=options.connect_timeout, read_timeout=options.read_timeout,
                                     policy=options.fetch_policy)
@@ -114,7 +115,7 @@ class Ingestor:
         o = self.o
         return _digest({"vectors": enricher.vector_identity, "text": enricher.text_identity,
                         "image_errors": o.image_errors, "ocr": o.ocr, "limits": asdict(o.limits),
-                        "fmt": self.catalog.fmt, "force": o.force})
+                        "fmt": self.catalog.fmt, "force": o.force, **({"part": str(o.part)} if o.part else {})})
 
     # ====================================================================== run
     def run(self) -> IngestReport:
@@ -131,9 +132,11 @@ class Ingestor:
         targets = [(self.rejects_path, f"the rejects file {self.rejects_path}")]
         if not o.dry_run:
             targets.append((self.checkpoint_store.path, f"the checkpoint {self.checkpoint_store.path} "
-                                                        f"(catalog {self.catalog.path.name}, index {o.index})"))
-        info = {"what": f"loading {self.catalog.path} into index {o.index}", "index": o.index,
-                "catalog": str(self.catalog.path)}
+                                                        f"(catalog {self.catalog.path.name}, index {o.index}"
+                                                        + (f", part {o.part})" if o.part else ")")))
+        part = f" (part {o.part})" if o.part else ""
+        info = {"what": f"loading {self.catalog.path}{part} into index {o.index}", "index": o.index,
+                "catalog": str(self.catalog.path), **({"part": str(o.part)} if o.part else {})}
         try:
             return lock_all(targets, info, wait=o.wait, log=self.log)
         except LockBusy as exc:
@@ -176,21 +179,25 @@ class Ingestor:
                     self.notes.append(note)
                 if resumed:
                     self.counts = Counts.from_dict(cp.counts)
-                    resumed_line, resumed_read = cp.line, self.counts.read
+                    resumed_line, resumed_read = cp.line, self.counts.read - self.counts.other_parts
                     self.log(f"resuming after line {cp.line} ({self.counts.read} records already done)")
                     index_existed, created = True, cp.created_index
             rejects = RejectsWriter(self.rejects_path, resume_size=cp.rejects_size if resumed else None)
 
             if not o.dry_run:
+                # the parts of one load cannot tell which of them ends last, nor whether the
+                # "-1" one reads was set by another part: a part leaves refresh as it is
                 original_refresh = cp.refresh_interval
-                set_refresh_interval(self.client, o.index, "-1")
+                if o.part is None:
+                    set_refresh_interval(self.client, o.index, "-1")
                 self._index_had_docs = index_existed
                 try:
                     self._load(sv, enricher, rejects, cp)
                 finally:
                     # restore even on Ctrl-C or failure; the checkpoint keeps the original too
                     try:
-                        set_refresh_interval(self.client, o.index, original_refresh)
+                        if o.part is None:
+                            set_refresh_interval(self.client, o.index, original_refresh)
                         self.client.indices.refresh(index=o.index)
                     except Exception as exc:  # noqa: BLE001 - must not hide why the load stopped
                         self.notes.append(f"could not restore the refresh interval ({type(exc).__name__}); "
@@ -198,11 +205,13 @@ class Ingestor:
                 if o.delete_missing:
                     t = time.perf_counter()
                     deleted = delete_missing(self.client, o.index, sv, self.notes, bulk_docs=o.bulk_docs,
-                                             redact=self.redact)
+                                             redact=self.redact, part=o.part)
                     self.counts.deleted += deleted
                     self.times.add("bulk", time.perf_counter() - t, deleted)
-                if o.force_merge or (o.force_merge is None and created):
+                if o.force_merge or (o.force_merge is None and created and o.part is None):
                     force_merge(self.client, o.index, self.times, self.notes, redact=self.redact, log=self.log)
+                elif o.part is not None and o.force_merge is None:
+                    self.notes.append(PART_MERGE_NOTE)
                 self.checkpoint_store.delete()
             else:
                 self._load(sv, enricher, rejects, None)
@@ -244,7 +253,8 @@ class Ingestor:
                             resumed_from_line=resumed_line, resumed_read=resumed_read,
                             rejects_path=str(self.rejects_path) if rejects is not None and rejects.entries
                             or self.counts.rejected else None,
-                            notes=self.notes, bulk_retries=getattr(self, "_bulk_retries", 0), stopped=stopped)
+                            notes=self.notes, bulk_retries=getattr(self, "_bulk_retries", 0), stopped=stopped,
+                            part=str(self.o.part) if self.o.part else None)
 
     # ====================================================================== the threaded load
     def _load(self, sv: Survey, enricher: Enricher, rejects: RejectsWriter, cp: Checkpoint | None) -> None:
@@ -275,7 +285,7 @@ class Ingestor:
             start = (cp.offset, cp.line) if cp is not None else (0, 0)
             for batch in read_batches(self.catalog, sv, enricher, self.times, limits=o.limits,
                                       batch_size=o.batch_size, batch_images=o.batch_images, ocr=o.ocr,
-                                      offset=start[0], line=start[1]):
+                                      offset=start[0], line=start[1], part=o.part):
                 if not (o.dry_run or o.force or not self._index_had_docs):
                     mark_unchanged(self.client, o.index, batch, self.times)
                 self._submit_images(batch, pool)

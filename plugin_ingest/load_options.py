@@ -8,6 +8,7 @@ from analysis import AliasTable
 
 from .bulk import DEFAULT_MAX_BYTES, DEFAULT_MAX_DOCS
 from .fetch import DEFAULT_MAX_IMAGE_BYTES, FetchPolicy
+from .parts import Part
 from .report import IngestReport
 from .schema import Limits
 
@@ -30,12 +31,14 @@ class IngestInterrupted(RuntimeError):
         self.signum = signum
 
 
-def default_rejects_path(catalog: Path) -> Path:
-    return catalog.with_name(catalog.name + ".rejects.jsonl")
+def default_rejects_path(catalog: Path, part: Part | None = None) -> Path:
+    """``<catalog>.rejects.jsonl``; a part's own: ``<catalog>.part-2-of-3.rejects.jsonl``."""
+    return catalog.with_name(catalog.name + (f".{part.suffix}" if part else "") + ".rejects.jsonl")
 
 
-def default_checkpoint_path(catalog: Path, index: str) -> Path:
-    return catalog.with_name(f"{catalog.name}.{index}.checkpoint.json")
+def default_checkpoint_path(catalog: Path, index: str, part: Part | None = None) -> Path:
+    """``<catalog>.<index>.checkpoint.json``; a part's own: ``<catalog>.<index>.part-2-of-3.checkpoint.json``."""
+    return catalog.with_name(f"{catalog.name}.{index}" + (f".{part.suffix}" if part else "") + ".checkpoint.json")
 
 
 @dataclass
@@ -74,11 +77,17 @@ class IngestOptions:
     replicas: int | None = None
     # merge the index into one segment after the load: k-NN search walks one HNSW graph per
     # segment, so one segment answers k-NN queries fastest (bench/bench_took.py measures it).
-    # None: only when this load (or the load it resumes) created the index.
+    # None: merge only when this load (or the load it resumes) created the index; never by
+    # default in a load of one part (it cannot know whether the other parts are done).
     force_merge: bool | None = None
+    # load only the products of this part (plugin_ingest.parts); None: the whole catalog
+    part: Part | None = None
 
     def __post_init__(self) -> None:
         if self.image_errors not in ("keep", "reject"):
             raise ValueError(f"image_errors must be 'keep' or 'reject', not {self.image_errors!r}")
         if self.batch_size < 1 or self.batch_images < 1 or self.decode_workers < 1:
             raise ValueError("batch_size, batch_images and decode_workers must be at least 1")
+        if self.part is not None and self.recreate:
+            raise ValueError(f"--recreate with --part {self.part}: one part would delete what the other parts "
+                             "loaded; create the index once (`cmsearch index create`, or --create in every part)")

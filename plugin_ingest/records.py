@@ -3,7 +3,8 @@
 An :class:`Item` carries a record from the catalog reader to its settlement: what was read,
 the valid :class:`Product` (or why there is none), its enriched fields, content hash and
 passage, its images once decoded, and the document or bulk operation it became.  Its
-``status`` moves one way: pending -> write | unchanged | rejected.
+``status`` moves one way: pending -> write | unchanged | rejected, or straight to other (the
+record belongs to another part of a partitioned load, :mod:`.parts`).
 
 :func:`read_batches` is the first stage of a load (main thread): read, validate, reject
 duplicates, enrich, and group the items into batches; :func:`mark_unchanged` then asks the
@@ -25,14 +26,16 @@ from mappings import fields as F
 from .bulk import BulkOp
 from .catalog import Catalog, SourceRecord
 from .enrich import ContentHash, Enricher
+from .parts import Part
 from .rejects import STAGE_READ, STAGE_VALIDATE
 from .report import StageTimes
-from .schema import K_ID, InvalidRecord, Limits, Product, validate
+from .schema import K_ID, InvalidRecord, Limits, Product, product_id, validate
 from .survey import Survey
 
-__all__ = ["Item", "Batch", "ImageResult", "read_batches", "mark_unchanged", "raw_id", "PENDING", "WRITE", "UNCHANGED", "REJECTED"]
+__all__ = ["Item", "Batch", "ImageResult", "read_batches", "mark_unchanged", "raw_id", "PENDING", "WRITE", "UNCHANGED", "REJECTED",
+           "OTHER"]
 
-PENDING, WRITE, UNCHANGED, REJECTED = "pending", "write", "unchanged", "rejected"
+PENDING, WRITE, UNCHANGED, REJECTED, OTHER = "pending", "write", "unchanged", "rejected", "other"
 
 
 @dataclass
@@ -102,17 +105,20 @@ def raw_id(record: dict | None) -> str | None:
 
 
 def read_batches(catalog: Catalog, sv: Survey, enricher: Enricher, times: StageTimes, *, limits: Limits,
-                 batch_size: int, batch_images: int, ocr: bool, offset: int = 0, line: int = 0) -> Iterator[Batch]:
+                 batch_size: int, batch_images: int, ocr: bool, offset: int = 0, line: int = 0,
+                 part: Part | None = None) -> Iterator[Batch]:
     """Items from ``offset`` on, grouped so each batch has ``batch_size`` valid products or
     ``batch_images`` images.
 
     Counting images as well as products keeps memory flat on catalogs whose products carry
     dozens of photos (32 products x 33 photos once took 13 GB); a batch holds at most 8x
-    ``batch_size`` items in all, rejects included.
+    ``batch_size`` items of this load in all, rejects included.  With ``part``, records of the
+    other parts are neither validated nor kept: they pass through as bare positions (status
+    other), so that they are settled in catalog order and the checkpoint can move past them.
     """
     csv_mode = catalog.fmt != "jsonl"
     items: list[Item] = []
-    valid = images = 0
+    valid = images = own = 0
     records = catalog.records(offset, line)
     while True:
         t = time.perf_counter()
@@ -120,7 +126,15 @@ def read_batches(catalog: Catalog, sv: Survey, enricher: Enricher, times: StageT
         times.add("read", time.perf_counter() - t, 1 if rec is not None else 0)
         if rec is None:
             break
+        if part is not None and not part.owns(product_id(rec.data, csv_mode=csv_mode, limits=limits)
+                                              if rec.ok else None):
+            items.append(Item(SourceRecord(rec.line, rec.end_offset, end_line=rec.end_line), status=OTHER))
+            if len(items) - own >= 64 * batch_size:   # a part with few records of a long catalog
+                yield Batch(items)
+                items, valid, images, own = [], 0, 0, 0
+            continue
         item = Item(rec)
+        own += 1
         t = time.perf_counter()
         if not rec.ok:
             item.reject(STAGE_READ, rec.error, read_kind(rec.error))
@@ -144,9 +158,9 @@ def read_batches(catalog: Catalog, sv: Survey, enricher: Enricher, times: StageT
                     images += len(p.images)
         times.add("tokenize", time.perf_counter() - t, 1 if item.status == WRITE else 0)
         items.append(item)
-        if valid >= batch_size or images >= batch_images or len(items) >= 8 * batch_size:
+        if valid >= batch_size or images >= batch_images or own >= 8 * batch_size:
             yield Batch(items)
-            items, valid, images = [], 0, 0
+            items, valid, images, own = [], 0, 0, 0
     if items:
         yield Batch(items)
 

@@ -1,7 +1,9 @@
 """Counts and stage timings of a load, and the summary table a user reads at the end.
 
 The summary must add up: every record read is indexed, rejected or unchanged
-(``read == indexed + rejected + unchanged``), and the table says so.  Time per stage is the
+(``read == indexed + rejected + unchanged``), and the table says so; a load of one part
+(``--part``) also reads the records of the other parts and counts them apart
+(``read == indexed + rejected + unchanged + other parts``).  Time per stage is the
 *busy* time of that stage summed over the threads doing it; the stages overlap (images are
 decoded while the previous batch is encoded and the one before is written), so the busy
 times add up to more than the wall time, and the share of wall time shows which stage bounds
@@ -33,14 +35,15 @@ class Counts:
     images: int = 0           # images decoded and encoded
     images_dropped: int = 0   # images left out of a kept product (--image-errors keep)
     deleted: int = 0          # --delete-missing
+    other_parts: int = 0      # --part: records of the other parts, read past and left to them
     rejected_by: Counter = field(default_factory=Counter)
 
     def balanced(self) -> bool:
-        return self.read == self.indexed + self.rejected + self.unchanged
+        return self.read == self.indexed + self.rejected + self.unchanged + self.other_parts
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("read", "indexed", "updated_text_only", "unchanged", "rejected",
-                                            "images", "images_dropped", "deleted")}
+                                            "images", "images_dropped", "deleted", "other_parts")}
         d["rejected_by"] = dict(self.rejected_by)
         return d
 
@@ -85,19 +88,21 @@ class IngestReport:
     rejects_path: str | None = None
     notes: list[str] = field(default_factory=list)
     bulk_retries: int = 0
-    resumed_read: int = 0  # records counted before a resume (not part of this run's rate)
+    resumed_read: int = 0  # own records counted before a resume (not part of this run's rate)
     stopped: str | None = None  # why the load stopped early (the summary is partial), None when complete
+    part: str | None = None     # "2/3" for a load of one part (--part), None for the whole catalog
 
     @property
     def products_per_second(self) -> float:
-        done = self.counts.read - self.resumed_read
+        """This run's own records per second (a part's load: not the other parts' it read past)."""
+        done = self.counts.read - self.counts.other_parts - self.resumed_read
         return done / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def table(self) -> str:
         c = self.counts
         verb = "would be indexed" if self.dry_run else "indexed"
         lines = [f"{'DRY RUN: ' if self.dry_run else ''}{'PARTIAL (load stopped): ' if self.stopped else ''}"
-                 f"catalog {self.catalog} -> index {self.index}"]
+                 f"{f'part {self.part} of ' if self.part else ''}catalog {self.catalog} -> index {self.index}"]
         if self.resumed_from_line:
             lines.append(f"resumed after line {self.resumed_from_line} (counts include the earlier run)")
         rows = [("read", c.read), (verb, c.indexed)]
@@ -106,6 +111,8 @@ class IngestReport:
         rows += [("unchanged (skipped)", c.unchanged), ("rejected", c.rejected)]
         for reason, n in sorted(c.rejected_by.items(), key=lambda kv: (-kv[1], kv[0])):
             rows.append((f"  {reason}", n))
+        if self.part:
+            rows.append(("other parts' (skipped)", c.other_parts))
         rows += [("images encoded" if not self.dry_run else "images decoded", c.images),
                  ("images left out (product kept)", c.images_dropped)]
         if c.deleted:
@@ -114,7 +121,8 @@ class IngestReport:
         lines.append("")
         lines += [f"  {name:<{width}}  {n:>9,}" for name, n in rows]
         check = "ok" if c.balanced() else "MISMATCH"
-        lines.append(f"  {'read = indexed + rejected + unchanged':<{width}}  {check}")
+        sums = "read = indexed + rejected + unchanged" + (" + other parts" if self.part else "")
+        lines.append(f"  {sums:<{width}}  {check}")
         lines.append("")
         lines.append(f"  {'stage':<10} {'items':>9} {'busy s':>9} {'ms/item':>9} {'% of wall':>9}")
         for s in STAGES:
@@ -135,7 +143,7 @@ class IngestReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "catalog": self.catalog, "dry_run": self.dry_run,
+        return {"index": self.index, "catalog": self.catalog, "part": self.part, "dry_run": self.dry_run,
                 "counts": self.counts.to_dict(), "wall_seconds": round(self.wall_seconds, 3),
                 "products_per_second": round(self.products_per_second, 2),
                 "stages": {s: {"seconds": round(self.times.seconds.get(s, 0.0), 3),

@@ -3,13 +3,14 @@
 Settling happens in catalog order on the writer thread, after the bulk request that carried the
 record's document answered: a document OpenSearch refused becomes a reject here, with its
 reason; a product kept without some of its images gets ``"rejected": false`` entries.  That
-single place is what makes ``read = indexed + rejected + unchanged`` hold.
+single place is what makes ``read = indexed + rejected + unchanged`` hold (``+ other parts`` in a
+load of one part: the records another part's load counts).
 """
 from __future__ import annotations
 
 from .bulk import BulkOutcome
 from .documents import image_label
-from .records import REJECTED, UNCHANGED, WRITE, Item, raw_id
+from .records import OTHER, REJECTED, UNCHANGED, WRITE, Item, raw_id
 from .rejects import STAGE_IMAGE, STAGE_INDEX, STAGE_VALIDATE, RejectsWriter
 from .report import Counts
 
@@ -22,6 +23,9 @@ def settle(it: Item, outcome: BulkOutcome | None, counts: Counts, rejects: Rejec
     """Count ``it`` and write its rejects entries; ``outcome`` is its bulk result (None: not sent)."""
     c = counts
     c.read += 1
+    if it.status == OTHER:
+        c.other_parts += 1
+        return
     record = it.rec.data
     if it.status == WRITE and it.op is not None and outcome is not None and not outcome.ok:
         it.reject(STAGE_INDEX, f"OpenSearch refused the document (status {outcome.status}): {outcome.error}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import RequestError, TransportError
 
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
 from engine.layout import index_layout
@@ -26,7 +26,13 @@ __all__ = ["prepare_index", "force_merge", "load_tokenizer"]
 def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callable[[str], None]) -> bool:
     """Create / check the index for ``space`` (its ``dims`` and ``identity``, recorded in the index's
     ``_meta`` on creation and compared on a check); True when it existed before (so unchanged
-    products may be there)."""
+    products may be there).
+
+    Creating is create-if-absent: N parts of one load (``--part``), each with ``--create``, race
+    to create the index, and the ones that lose find it made by the winner.  They then check it
+    like any existing index, so they go on only when it was made for the same space (same
+    models, dimensions and heads); ``--recreate`` is not tolerant (it is refused with parts).
+    """
     from plugin_ingest.index_admin import IndexExistsError, check_index, create_product_index
 
     exists = bool(client.indices.exists(index=o.index))
@@ -37,18 +43,34 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
                 log(f"warning: {layout.warning}")
             create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=layout.shards,
                                  replicas=layout.replicas, space=space.identity)
-        except IndexExistsError as exc:  # a concurrent creation
-            raise IngestError(str(exc)) from None
-        log(f"created index {o.index} ({layout.describe()})")
-        return False
-    if not exists:
+        except (IndexExistsError, RequestError) as exc:
+            if o.recreate or not _already_exists(exc):
+                raise IngestError(str(exc)) from None
+            log(f"index {o.index} was created meanwhile by another load; checking it")
+        else:
+            log(f"created index {o.index} ({layout.describe()})")
+            return False
+    elif not exists:
         raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
                           f"product mapping, or create it with `cmsearch index create {o.index}`")
+    # an index another load created a moment ago may still be starting its shards: searching
+    # it (reading its vocabulary) fails with 503 until they are.  Health says "yellow" for a new
+    # index whose primaries are still initializing, so wait for no shard initializing; a no-op
+    # on an index in use.
+    client.cluster.health(index=o.index, wait_for_status="yellow", wait_for_no_initializing_shards=True,
+                          params={"timeout": "60s"}, request_timeout=90)
     problems = check_index(client, o.index, space.dims, space=space.identity)
     if problems:
         raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
-                          + " (use --recreate to rebuild it)")
+                          + (" (use --recreate to rebuild it)" if o.part is None else ""))
     return True
+
+
+def _already_exists(exc: Exception) -> bool:
+    """The index exists: found before creating it, or refused by OpenSearch as created meanwhile."""
+    from plugin_ingest.index_admin import IndexExistsError
+
+    return isinstance(exc, IndexExistsError) or getattr(exc, "error", None) == "resource_already_exists_exception"
 
 
 def force_merge(client: OpenSearch, index: str, times: StageTimes, notes: list[str], *,
