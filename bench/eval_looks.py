@@ -41,12 +41,15 @@ from models.training.classifier import ClassifierConfig, train_classifier  # noq
 from models.training.features import FeatureCache  # noqa: E402
 from models.training.metrics import first_relevant_rank, normalize  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
-from models.training.train_catalog import DEFAULT_VIEWS, _softmax_apply, add_views, apply_head, build_pairs  # noqa: E402
+from models.training.catalog import DEFAULT_TEXT_FIELDS  # noqa: E402
+from models.training.train_catalog import _softmax_apply, add_views, apply_head, build_pairs  # noqa: E402
 from models.training.trainer import TrainConfig, train_heads  # noqa: E402
 
+# the three views `cmsearch train` used before the brand + category view became a default
+THREE = (DEFAULT_TEXT_FIELDS, ("title",), ("description",))
 CAT_VIEW, ATTR_VIEW = ("brand", "category"), ("attributes",)
-TEXT_VIEWS = {"3": DEFAULT_VIEWS, "3+cat": DEFAULT_VIEWS + (CAT_VIEW,), "3+attr": DEFAULT_VIEWS + (ATTR_VIEW,),
-              "3+cat+attr": DEFAULT_VIEWS + (CAT_VIEW, ATTR_VIEW)}
+TEXT_VIEWS = {"3": THREE, "3+cat": THREE + (CAT_VIEW,), "3+attr": THREE + (ATTR_VIEW,),
+              "3+cat+attr": THREE + (CAT_VIEW, ATTR_VIEW)}
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ IKEA_VARIANTS = {
     "+ brand/category text view": replace(BASE, text="3+cat"),
     "+ attributes text view": replace(BASE, text="3+attr"),
     "+ hard negatives": replace(BASE, hard=True),
+    "+ brand/category view + hard negatives": replace(BASE, text="3+cat", hard=True),
+    "+ brand/category view + refit on train+val": replace(BASE, text="3+cat", refit=True),
 }
 GROCERY_VARIANTS = {
     "baseline (centre crop, 3 text views)": BASE,

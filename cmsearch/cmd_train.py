@@ -47,7 +47,8 @@ def _size(value: str) -> float | int:
 @click.option("--text-fields", default="title,brand,category,description", show_default=True,
               callback=lambda c, p, v: _fields(v),
               help="Fields joined into a product's text; attribute names are allowed.")
-@click.option("--extra-view", "extra_views", multiple=True, default=("title", "description"), show_default=True,
+@click.option("--extra-view", "extra_views", multiple=True, default=("title", "description", "brand,category"),
+              show_default=True,
               callback=lambda c, p, v: tuple(_fields(x) for x in v),
               help="Another text view of each product (fields joined), also a positive for its images. "
                    "Repeatable; giving any replaces the defaults.")
