@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from analysis import AliasTable
@@ -76,6 +77,8 @@ class IngestOptions:
     # segment, so one segment answers k-NN queries fastest (bench/bench_took.py measures it).
     # None: only when this load (or the load it resumes) created the index.
     force_merge: bool | None = None
+    # how a created index stores its vectors (mappings.VectorOptions; None: float32 with raw features)
+    vectors: Any = None
 
     def __post_init__(self) -> None:
         if self.image_errors not in ("keep", "reject"):

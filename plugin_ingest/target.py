@@ -14,13 +14,14 @@ from opensearchpy.exceptions import TransportError
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
 from engine.layout import index_layout
 from engine.vocabulary import read_vocabulary
+from mappings import VectorOptions
 
 from .enrich import build_vocabulary
 from .load_options import IngestError, IngestOptions
 from .report import StageTimes
 from .survey import Survey
 
-__all__ = ["prepare_index", "force_merge", "load_tokenizer"]
+__all__ = ["prepare_index", "index_vectors", "force_merge", "load_tokenizer"]
 
 
 def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callable[[str], None]) -> bool:
@@ -36,7 +37,7 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
             if layout.warning:
                 log(f"warning: {layout.warning}")
             create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=layout.shards,
-                                 replicas=layout.replicas, space=space.identity)
+                                 replicas=layout.replicas, space=space.identity, vectors=o.vectors)
         except IndexExistsError as exc:  # a concurrent creation
             raise IngestError(str(exc)) from None
         log(f"created index {o.index} ({layout.describe()})")
@@ -48,7 +49,16 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
     if problems:
         raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
                           + " (use --recreate to rebuild it)")
+    if o.vectors is not None and o.vectors != index_vectors(client, o.index):
+        log(f"note: {o.index} keeps the vector options it was created with "
+            f"({index_vectors(client, o.index).describe()}); they apply when an index is created")
     return True
+
+
+def index_vectors(client: OpenSearch, index: str) -> VectorOptions:
+    """How ``index`` stores its vectors, as its mapping records (what documents may carry)."""
+    mapping = client.indices.get_mapping(index=index)
+    return VectorOptions.from_mapping((mapping.get(index) or next(iter(mapping.values()), {})).get("mappings", {}))
 
 
 def force_merge(client: OpenSearch, index: str, times: StageTimes, notes: list[str], *,

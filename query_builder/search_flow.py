@@ -122,6 +122,7 @@ class SearcherCore:
         self.ocr = ocr
         self.allow_other_space = allow_other_space
         self._space_state: tuple[tuple[float, float], str | None] | None = None
+        self._index_has_features = True   # read with the space: False when the index stores no raw features
         self.index = index
         self.aliases = aliases
         self.vocabulary_max_age_s = vocabulary_max_age_s
@@ -184,8 +185,14 @@ class SearcherCore:
         weights, warning = space_state
         if self.space is not None:
             request = encode(request, self.space, self.ocr)
+        on_shared = not self._index_has_features and request.vectors is not None \
+            and request.vectors.image is not None
+        if on_shared:   # the index stores no raw image features: image -> image compares shared-space vectors
+            request = replace(request, vectors=replace(request.vectors, image_feature=request.vectors.image))
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab, self.synonyms)
         built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
+        if on_shared:
+            built = _image_image_on_shared_space(built)
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _region_builds(self, request: SearchRequest, spec: RegionSpec, vocab: Vocabulary,
@@ -209,8 +216,16 @@ class SearcherCore:
         return out
 
     def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
-        """(fused weights, warning or None) from the index's mapping; a different space raises."""
+        """(fused weights, warning or None) from the index's mapping; a different space raises.
+
+        Also notes whether the index stores raw image features (its vector options)."""
+        from mappings import MappingError, VectorOptions
         from models.identity import SpaceIdentity, mismatch_message
+
+        try:
+            self._index_has_features = VectorOptions.from_mapping(mapping).image_feature
+        except MappingError:
+            self._index_has_features = True
 
         try:
             recorded = SpaceIdentity.from_mapping(mapping)
@@ -420,6 +435,25 @@ class SearcherCore:
                          f"({matching} match the filters); re-ran with a larger k and got "
                          f"{len(resp['hits']['hits'])}")
             subs[i] = resp
+
+
+def _image_image_on_shared_space(built: BuiltSearch) -> BuiltSearch:
+    """``built`` with the image -> image retriever on the images' shared-space vectors, for an index
+    created without raw image features (``mappings.VectorOptions``)."""
+    feature, shared = fields.nested(fields.IMAGE_FEATURE), fields.nested(fields.IMAGE_VECTOR)
+
+    def on_shared(q):
+        return replace(q, field=shared) if isinstance(q, Knn) and q.field == feature else q
+
+    subs = tuple(replace(s, query=transform(s.query, on_shared)) for s in built.sub_queries)
+    probe = built.image_probe
+    if probe is not None and probe[1] == feature:
+        probe = (probe[0], shared, probe[2])
+    if subs == built.sub_queries:
+        return built
+    return replace(built, sub_queries=subs, image_probe=probe,
+                   notes=(*built.notes, "image -> image on the shared-space image vectors: the index stores "
+                                        "no raw image features"))
 
 
 def nested_shortfall(got: int, want: int, matching: int) -> bool:
