@@ -370,8 +370,12 @@ class SearcherCore:
         return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
 
     def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> Flow[None]:
-        """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
-        body = built.best_image_body([hit_id(h) for h in raw])
+        """Hybrid results carry no inner hits; fetch the page's best images in one more request.
+
+        Only products with a choice of images are asked about: a product's one image is its best,
+        and the hit already carries it (``image_urls`` doc values), so a page of single-image
+        products costs no second round trip, which on a busy node is where a query's tail grew."""
+        body = built.best_image_body([hit_id(h) for h in raw if _several_images(h)])
         if body is None:
             return
         resp = yield calls.search(self.index, body)
@@ -435,6 +439,15 @@ class SearcherCore:
                          f"({matching} match the filters); re-ran with a larger k and got "
                          f"{len(resp['hits']['hits'])}")
             subs[i] = resp
+
+
+def _several_images(hit: Mapping[str, Any]) -> bool:
+    """Whether a raw hit's product has more than one distinct image (unknown counts as yes)."""
+    doc_values = hit.get("fields")
+    if not isinstance(doc_values, Mapping):
+        return True
+    urls = doc_values.get(fields.IMAGE_URLS)
+    return isinstance(urls, list) and len(urls) > 1
 
 
 def _image_image_on_shared_space(built: BuiltSearch) -> BuiltSearch:
