@@ -121,14 +121,19 @@ def build(client: Any, name: str, docs: list[dict], n: int, source_mapping: dict
                       image_feature=int(props[F.IMAGES]["properties"][F.IMAGE_FEATURE]["dimension"]))
     meta = {META_KEY: (source_mapping.get("_meta") or {}).get(META_KEY)}
     body = product_index_body(dims, meta=meta, vectors=vectors)
-    body["settings"]["index"].update({"refresh_interval": "-1", "number_of_replicas": 0,
+    # no compound files: a small merged segment would otherwise hide its vector files inside a .cfs
+    body["settings"]["index"].update({"refresh_interval": "-1", "number_of_replicas": 0, "compound_format": "false",
                                       "translog": {"durability": "async", "flush_threshold_size": "1gb"}})
     if client.indices.exists(index=name):
         client.indices.delete(index=name)
     client.indices.create(index=name, body=body)
 
     def actions():
-        for doc_id, doc in replicas(docs, 0, n, seed, vectors.image_feature):
+        for i, (doc_id, doc) in enumerate(replicas(docs, 0, n, seed, vectors.image_feature)):
+            if i == n // 2:
+                # two segments at least, so the force merge writes a fresh one: a lone flushed
+                # segment stays a compound file (.cfs), which hides the vector files' sizes
+                client.indices.refresh(index=name, request_timeout=1800)
             yield {"_index": name, "_id": doc_id, "_source": doc}
 
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ are indexed once per vector option (``mappings.VectorOptions``: float32 or int8 
   otherwise), over the product count;
 - **recall@10**: real queries (bench_query's text queries through e5 for ``text_vector``, its
   photos through the image tower and head for ``images.vector`` / ``fused_vector`` / the raw
-  ``images.feature``) as plain k-NN queries of k = 10 on each field; recall is the share of the
+  ``images.feature``) as plain k-NN queries on each field with k = ``--candidates`` (100, what the
+  shipped profiles ask each retriever for), of which the first 10 count; recall is the share of the
   exact top 10 (brute force in numpy over the same vectors, products scored by their best image)
   that the index returns, and for ``sq`` also the share of the float32 index's own answer.
 
@@ -74,12 +75,15 @@ def exact_top(docs: list[dict], field: str, queries: np.ndarray, k: int = 10) ->
     return out
 
 
-def knn_top(client: Any, index: str, field: str, queries: np.ndarray, k: int = 10) -> list[set[str]]:
+def knn_top(client: Any, index: str, field: str, queries: np.ndarray, k: int = 10, candidates: int = 100
+            ) -> list[set[str]]:
+    """The top ``k`` of a k-NN query asking for ``candidates`` (the shipped profiles' k), as the
+    retrievers run it."""
     from mappings import fields as F
 
     out = []
     for q in queries:
-        knn = {"knn": {field: {"vector": [float(x) for x in q], "k": k}}}
+        knn = {"knn": {field: {"vector": [float(x) for x in q], "k": candidates}}}
         query = {"nested": {"path": F.IMAGES, "query": knn, "score_mode": "max"}} if "." in field else knn
         resp = client.search(index=index, body={"query": query, "size": k, "_source": False,
                                                 "docvalue_fields": [F.ID], "stored_fields": "_none_"})
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", action="append", required=True)
     ap.add_argument("--queries", type=int, default=100, help="text and photo queries each")
+    ap.add_argument("--candidates", type=int, default=100, help="k of each k-NN query (its top 10 count)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--url", default=None)
     args = ap.parse_args(argv)
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             for f, q in checks:
                 if f == F.nested(F.IMAGE_FEATURE) and not feat:
                     continue
-                got = knn_top(client, name, f, qv[q])
+                got = knn_top(client, name, f, qv[q], candidates=args.candidates)
                 rec[f] = recall(got, exact[f])
                 if quant == "none":
                     float_answers.setdefault((source, feat), {})[f] = got
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 client.indices.delete(index=name)
     load1 = os.getloadavg()
     print(f"\nVector options, bytes per product and k-NN recall@10 ({args.queries} text + {args.queries} photo "
-          f"queries per catalog); {bq.machine_line()}; load {load0[0]:.1f} -> {load1[0]:.1f}")
+          f"queries per catalog, k-NN k={args.candidates}); {bq.machine_line()}; load {load0[0]:.1f} -> {load1[0]:.1f}")
     print(f"{'source':<12} {'products':>8} {'vectors':<44} {'vec B/p':>8} {'searched B/p':>12} {'disk B/p':>9} | "
           "recall@10 vs exact (vs float32 HNSW) per field")
     for source, n, opts, on_disk, searched, disk, rec, vs_float in lines:
