@@ -14,7 +14,7 @@ from opensearchpy.exceptions import TransportError
 from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
 from engine.layout import index_layout
 from engine.vocabulary import read_vocabulary
-from mappings import VectorOptions
+from mappings import MappingError, VectorOptions
 
 from .enrich import build_vocabulary
 from .load_options import IngestError, IngestOptions
@@ -40,18 +40,22 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
                                  replicas=layout.replicas, space=space.identity, vectors=o.vectors)
         except IndexExistsError as exc:  # a concurrent creation
             raise IngestError(str(exc)) from None
-        log(f"created index {o.index} ({layout.describe()})")
+        log(f"created index {o.index} ({layout.describe()}; {(o.vectors or VectorOptions()).describe()})")
         return False
     if not exists:
         raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
                           f"product mapping, or create it with `cmsearch index create {o.index}`")
-    problems = check_index(client, o.index, space.dims, space=space.identity)
+    try:
+        problems = check_index(client, o.index, space.dims, space=space.identity)
+        recorded = index_vectors(client, o.index)
+    except MappingError as exc:   # an unreadable _meta: say which index, not a traceback
+        raise IngestError(f"index {o.index!r}: {exc}") from None
     if problems:
         raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
                           + " (use --recreate to rebuild it)")
-    if o.vectors is not None and o.vectors != index_vectors(client, o.index):
-        log(f"note: {o.index} keeps the vector options it was created with "
-            f"({index_vectors(client, o.index).describe()}); they apply when an index is created")
+    if o.vectors is not None and o.vectors != recorded:
+        log(f"note: {o.index} keeps the vector options it was created with ({recorded.describe()}); "
+            "they apply when an index is created")
     return True
 
 

@@ -97,3 +97,17 @@ def test_index_create_cli_takes_the_options(os_client, fresh_index, tmp_path):
     assert json.loads(r.output)["vectors"] == {"format": 1, "quantization": "sq", "image_feature": False}
     r = CliRunner().invoke(main, ["index", "create", index + "-bad", "--quantize", "pq", "--url", url])
     assert r.exit_code == 2 and "pq" in r.output
+
+
+def test_an_unreadable_vector_record_is_a_clear_ingest_error(os_client, fresh_index, tmp_path, photo_catalog):
+    import mappings
+    from models.identity import META_KEY
+    from plugin_ingest.load_options import IngestError
+
+    index = fresh_index("vec-bad")
+    enc = HashEncoders(heads=True)
+    body = mappings.product_index_body(enc.dims, meta={META_KEY: enc.identity.to_meta()})
+    body["mappings"]["_meta"][VECTORS_META_KEY] = {"format": 99}
+    os_client.indices.create(index=index, body=body)
+    with pytest.raises(IngestError, match=f"{index}.*vector options"):
+        _load(photo_catalog, os_client, tmp_path, index, encoders=enc)
