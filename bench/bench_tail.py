@@ -156,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{bq.pct([x['engine'] for x in r], 50):10.1f} {bq.pct([x['engine'] for x in r], 99):6.1f} | "
               f"{bq.pct([x['took'] for x in r], 50):8.0f} {bq.pct([x['took'] for x in r], 99):5.0f} | "
               f"{statistics.mean(x['calls'] for x in r):7.2f} | {worst} (+{excess[worst]:.0f} ms over its p50)")
+    # the same queries slow in every variant: the tail is in the queries, not in the moment
+    first = variants[0]
+    slowest = sorted(range(n), key=lambda i: -rows[first][i]["took"])[:max(3, n // 100)]
+    for i in slowest:
+        print(f"  slow in {first}: took " + " / ".join(f"{rows[v][i]['took']:.0f}" for v in variants)
+              + f" ms ({', '.join(variants)}), path {rows[first][i]['path']}: {texts[i][:70]!r}")
     searches = sum(len(r) for r in rows.values())
     print(f"node during the run: {after['young_n'] - before['young_n']} young GCs, "
           f"{after['young_ms'] - before['young_ms']} ms in all ({(after['young_ms'] - before['young_ms']) / searches:.2f} "
