@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
+from .cmd_index import vector_options
 from .options import connection_options, fail
 
 
@@ -80,13 +81,14 @@ def _part(ctx, param, value):
                    "file, and --delete-missing deletes only the part's own ids.")
 @click.option("--wait", is_flag=True,
               help="If another load holds this checkpoint or rejects file, wait for it instead of refusing.")
+@vector_options
 @connection_options
 def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, create, recreate, ocr, batch_size,
            batch_images,
            image_errors, delete_missing, force, force_merge, dry_run, accept_rejects, rejects_path, checkpoint_path, no_resume,
            aliases_path, image_weight, text_weight, max_image_mb, image_timeout, allow_dirs, allow_private_urls,
            allow_nets, threads, decode_workers,
-           bulk_docs, bulk_mb, as_json, no_progress, progress_every, part, wait) -> None:
+           bulk_docs, bulk_mb, as_json, no_progress, progress_every, part, wait, vectors) -> None:
     """Load CATALOG (JSONL or CSV, schema in plugin_ingest/SCHEMA.md) into the product index.
 
     Every record ends up indexed, unchanged (skipped by content hash) or rejected; rejects go
@@ -125,7 +127,8 @@ def ingest(conn, catalog: Path, index_name: str, fmt, models_dir, heads_dir, cre
             fetch_policy=FetchPolicy(allow_dirs=allow_dirs, allow_private_urls=allow_private_urls,
                                      allow_networks=allow_nets),
             fmt=fmt, progress=not no_progress and sys.stderr.isatty(),
-            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait, part=part)
+            progress_every=None if no_progress or sys.stderr.isatty() else progress_every, wait=wait, part=part,
+            vectors=vectors)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -47,13 +47,15 @@ def _vector(v: Any, decimals: int) -> list[float]:
 def product_document(fields: Mapping[str, Any], *, text_vector: Any, fused_vector: Any,
                      image_sources: Sequence[str] = (), image_features: Any = None, image_vectors: Any = None,
                      predicted_category: str | None = None, ocr_text: str = "", content_hash: str,
-                     decimals: int = 6) -> dict[str, Any]:
+                     decimals: int = 6, keep_features: bool = True) -> dict[str, Any]:
     """The full index document of one product.
 
     ``fields`` are the enriched text and facet fields (:meth:`Enricher.fields`);
     ``image_sources`` the images that were encoded, in order, with one row each of
     ``image_features`` (raw backbone features) and, with heads, of ``image_vectors`` (shared
-    space); ``ocr_text`` is already tokenized for the OCR field.
+    space); ``ocr_text`` is already tokenized for the OCR field.  ``keep_features`` False: the
+    index was created without raw image features (:class:`mappings.VectorOptions`), whose strict
+    mapping would refuse them.
     """
     doc = dict(fields)
     doc[F.TEXT_VECTOR] = _vector(text_vector, decimals)
@@ -65,7 +67,9 @@ def product_document(fields: Mapping[str, Any], *, text_vector: Any, fused_vecto
             raise ValueError("one image vector per image is needed")
         images = []
         for n, source in enumerate(image_sources):
-            entry = {F.IMAGE_URL: image_label(source), F.IMAGE_FEATURE: _vector(image_features[n], decimals)}
+            entry: dict[str, Any] = {F.IMAGE_URL: image_label(source)}
+            if keep_features:
+                entry[F.IMAGE_FEATURE] = _vector(image_features[n], decimals)
             if image_vectors is not None:
                 entry[F.IMAGE_VECTOR] = _vector(image_vectors[n], decimals)
             images.append(entry)

@@ -20,14 +20,15 @@ class IndexExistsError(RuntimeError):
 
 
 def create_product_index(client: OpenSearch, name: str, dims: VectorDims, *, recreate: bool = False,
-                         shards: int = 1, replicas: int = 0, space: SpaceIdentity | None = None) -> dict:
+                         shards: int = 1, replicas: int = 0, space: SpaceIdentity | None = None,
+                         vectors: mappings.VectorOptions | None = None) -> dict:
     """Create ``name`` from the product mapping; refuses to overwrite unless ``recreate``.
 
     The body (and so its vector dimensions) is validated before anything is written; ``space``
-    is recorded in the mapping's ``_meta``.
+    and ``vectors`` (how vectors are stored) are recorded in the mapping's ``_meta``.
     """
     meta = {META_KEY: space.to_meta()} if space is not None else None
-    body = mappings.product_index_body(dims, shards=shards, replicas=replicas, meta=meta)
+    body = mappings.product_index_body(dims, shards=shards, replicas=replicas, meta=meta, vectors=vectors)
     if client.indices.exists(index=name):
         if not recreate:
             raise IndexExistsError(f"index {name!r} already exists; use --recreate to delete and create it again")
@@ -71,7 +72,7 @@ def delete_index(client: OpenSearch, name: str) -> bool:
 
 
 def index_stats(client: OpenSearch, name: str) -> dict[str, Any]:
-    """Document count, size, vector dims and recorded space of ``name``."""
+    """Document count, size, vector dims, recorded space and vector options of ``name``."""
     stats = client.indices.stats(index=name)["indices"][name]["primaries"]
     mapping = _mapping(client, name)
     props = mapping.get("properties", {})
@@ -85,4 +86,5 @@ def index_stats(client: OpenSearch, name: str) -> dict[str, Any]:
     count = client.count(index=name)["count"]
     return {"index": name, "products": count, "segments_docs": stats["docs"]["count"],
             "size_bytes": stats["store"]["size_in_bytes"], "vector_dims": dims,
-            "space": (mapping.get("_meta") or {}).get(META_KEY)}
+            "space": (mapping.get("_meta") or {}).get(META_KEY),
+            "vectors": mappings.VectorOptions.from_mapping(mapping).to_meta()}

@@ -51,7 +51,7 @@ from .rejects import STAGE_IMAGE, RejectsWriter
 from .report import Counts, IngestReport, ProgressLines, StageTimes
 from .settle import settle
 from .survey import Survey, survey
-from .target import force_merge, load_tokenizer, prepare_index
+from .target import force_merge, index_vectors, load_tokenizer, prepare_index
 
 __all__ = ["IngestOptions", "Ingestor", "IngestError", "IngestInterrupted", "default_rejects_path",
            "default_checkpoint_path"]
@@ -105,6 +105,7 @@ class Ingestor:
         self._stop = threading.Event()
         self._failure: BaseException | None = None
         self._index_had_docs = False
+        self._keep_features = True   # False: the index was created without raw image features
         self._progress = None
         self._settle_on_stop = False
         self._image_job = ImageJob(self.fetcher, encoders.preprocess if encoders is not None else None,
@@ -159,6 +160,7 @@ class Ingestor:
             index_existed = False
             if not o.dry_run:
                 index_existed = prepare_index(self.client, o, self.encoders, self.log)
+                self._keep_features = index_vectors(self.client, o.index).image_feature
             created = not index_existed     # by this load, or (below) by the load it resumes
             tokenizer = load_tokenizer(sv, o.aliases, self.client, o.index, index_existed)
             vector_identity = self.encoders.identity.id if self.encoders is not None else "dry-run"
@@ -391,7 +393,7 @@ class Ingestor:
                 image_sources=[r.source for r in it.images_ok], image_features=vecs.features[i],
                 image_vectors=img_vecs, predicted_category=category,
                 ocr_text=self.enricher.tokenizer.field_text(ocr_text) if ocr_text else "",
-                content_hash=str(chash), decimals=o.vector_decimals)
+                content_hash=str(chash), decimals=o.vector_decimals, keep_features=self._keep_features)
             for r in it.images_ok:
                 r.pixels = None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from analysis import AliasTable
@@ -82,6 +83,8 @@ class IngestOptions:
     force_merge: bool | None = None
     # load only the products of this part (plugin_ingest.parts); None: the whole catalog
     part: Part | None = None
+    # how a created index stores its vectors (mappings.VectorOptions; None: float32 with raw features)
+    vectors: Any = None
 
     def __post_init__(self) -> None:
         if self.image_errors not in ("keep", "reject"):

@@ -11,16 +11,17 @@ from typing import Any, Callable
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError, TransportError
 
-from analysis import AliasTable, Tokenizer, Vocabulary, normalize_brand
+from analysis import AliasTable, Tokenizer, normalize_brand
 from engine.layout import index_layout
 from engine.vocabulary import read_vocabulary
+from mappings import MappingError, VectorOptions
 
 from .enrich import build_vocabulary
 from .load_options import IngestError, IngestOptions
 from .report import StageTimes
 from .survey import Survey
 
-__all__ = ["prepare_index", "force_merge", "load_tokenizer"]
+__all__ = ["prepare_index", "index_vectors", "force_merge", "load_tokenizer"]
 
 
 def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callable[[str], None]) -> bool:
@@ -42,13 +43,13 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
             if layout.warning:
                 log(f"warning: {layout.warning}")
             create_product_index(client, o.index, space.dims, recreate=o.recreate, shards=layout.shards,
-                                 replicas=layout.replicas, space=space.identity)
+                                 replicas=layout.replicas, space=space.identity, vectors=o.vectors)
         except (IndexExistsError, RequestError) as exc:
             if o.recreate or not _already_exists(exc):
                 raise IngestError(str(exc)) from None
             log(f"index {o.index} was created meanwhile by another load; checking it")
         else:
-            log(f"created index {o.index} ({layout.describe()})")
+            log(f"created index {o.index} ({layout.describe()}; {(o.vectors or VectorOptions()).describe()})")
             return False
     elif not exists:
         raise IngestError(f"index {o.index!r} does not exist; pass --create to create it from the "
@@ -59,10 +60,17 @@ def prepare_index(client: OpenSearch, o: IngestOptions, space: Any, log: Callabl
     # on an index in use.
     client.cluster.health(index=o.index, wait_for_status="yellow", wait_for_no_initializing_shards=True,
                           params={"timeout": "60s"}, request_timeout=90)
-    problems = check_index(client, o.index, space.dims, space=space.identity)
+    try:
+        problems = check_index(client, o.index, space.dims, space=space.identity)
+        recorded = index_vectors(client, o.index)
+    except MappingError as exc:   # an unreadable _meta: say which index, not a traceback
+        raise IngestError(f"index {o.index!r}: {exc}") from None
     if problems:
         raise IngestError(f"index {o.index!r} does not fit these models: " + "; ".join(problems)
                           + (" (use --recreate to rebuild it)" if o.part is None else ""))
+    if o.vectors is not None and o.vectors != recorded:
+        log(f"note: {o.index} keeps the vector options it was created with ({recorded.describe()}); "
+            "they apply when an index is created")
     return True
 
 
@@ -71,6 +79,12 @@ def _already_exists(exc: Exception) -> bool:
     from plugin_ingest.index_admin import IndexExistsError
 
     return isinstance(exc, IndexExistsError) or getattr(exc, "error", None) == "resource_already_exists_exception"
+
+
+def index_vectors(client: OpenSearch, index: str) -> VectorOptions:
+    """How ``index`` stores its vectors, as its mapping records (what documents may carry)."""
+    mapping = client.indices.get_mapping(index=index)
+    return VectorOptions.from_mapping((mapping.get(index) or next(iter(mapping.values()), {})).get("mappings", {}))
 
 
 def force_merge(client: OpenSearch, index: str, times: StageTimes, notes: list[str], *,

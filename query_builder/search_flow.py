@@ -50,7 +50,7 @@ from .profile import Profile, load_profile
 from .request import RequestError as BadRequest, SearchRequest   # opensearchpy's RequestError is the engine's
 from .results import Hit, SearchResult, hit_from_source, hit_id
 from .retrievers import RETRIEVERS
-from .suggest import KINDS, Suggestion, parse_suggestions, suggest_body
+from .suggest import Suggestion, parse_suggestions, suggest_body
 from .understand import understand
 
 __all__ = ["SearchError", "SearcherCore", "nested_shortfall", "engine_message"]
@@ -131,6 +131,7 @@ class SearcherCore:
         self.ocr = ocr
         self.allow_other_space = allow_other_space
         self._space_state: tuple[tuple[float, float], str | None] | None = None
+        self._index_has_features = True   # read with the space: False when the index stores no raw features
         self.index = index
         self.aliases = aliases
         self.vocabulary_max_age_s = vocabulary_max_age_s
@@ -193,15 +194,21 @@ class SearcherCore:
         weights, warning = space_state
         if self.space is not None:
             request = encode(request, self.space, self.ocr)
+        on_shared = not self._index_has_features and request.vectors is not None \
+            and request.vectors.image is not None
+        if on_shared:   # the index stores no raw image features: image -> image compares shared-space vectors
+            request = replace(request, vectors=replace(request.vectors, image_feature=request.vectors.image))
         u = understand(request, self.profile, self._tokenizer_for(vocab), vocab, self.synonyms)
-        built = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights)
-        nearest = None
+
+        def build(floors: str = "normal") -> BuiltSearch:
+            b = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights, floors=floors)
+            return _image_image_on_shared_space(b) if on_shared else b
+
+        built = build()
         if self.profile.no_match == "nearest" and any(r.floored for r in self.profile.retrievers):
-            nearest = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights, floors="none")
-            built = replace(built, nearest=nearest)
+            built = replace(built, nearest=build("none"))
         if any(r.no_words_floor is not None for r in self.profile.retrievers):
-            strict = build_search(request, self.profile, u, vocabulary=vocab, fused_weights=weights,
-                                  floors="no_words")
+            strict = build("no_words")
             if strict.floored:
                 built = replace(built, real_matches=strict)
         return replace(built, notes=(warning, *built.notes)) if warning else built
@@ -227,8 +234,16 @@ class SearcherCore:
         return out
 
     def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
-        """(fused weights, warning or None) from the index's mapping; a different space raises."""
+        """(fused weights, warning or None) from the index's mapping; a different space raises.
+
+        Also notes whether the index stores raw image features (its vector options)."""
+        from mappings import MappingError, VectorOptions
         from models.identity import SpaceIdentity, mismatch_message
+
+        try:
+            self._index_has_features = VectorOptions.from_mapping(mapping).image_feature
+        except MappingError:
+            self._index_has_features = True
 
         try:
             recorded = SpaceIdentity.from_mapping(mapping)
@@ -432,8 +447,12 @@ class SearcherCore:
         return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
 
     def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> Flow[None]:
-        """Hybrid results carry no inner hits; fetch the page's best images in one more request."""
-        body = built.best_image_body([hit_id(h) for h in raw])
+        """Hybrid results carry no inner hits; fetch the page's best images in one more request.
+
+        Only products with a choice of images are asked about: a product's one image is its best,
+        and the hit already carries it (``image_urls`` doc values), so a page of single-image
+        products costs no second round trip, which on a busy node is where a query's tail grew."""
+        body = built.best_image_body([hit_id(h) for h in raw if _several_images(h)])
         if body is None:
             return
         resp = yield calls.search(self.index, body)
@@ -530,6 +549,34 @@ def fold_variants(hits: Sequence[Hit], raw_hits: Sequence[tuple[Mapping[str, Any
         kept.append((hit, []))
     page = kept[built.offset: built.offset + built.size]
     return [replace(hit, variants=tuple(v)) for hit, v in page]
+
+
+def _several_images(hit: Mapping[str, Any]) -> bool:
+    """Whether a raw hit's product has more than one distinct image (unknown counts as yes)."""
+    doc_values = hit.get("fields")
+    if not isinstance(doc_values, Mapping):
+        return True
+    urls = doc_values.get(fields.IMAGE_URLS)
+    return isinstance(urls, list) and len(urls) > 1
+
+
+def _image_image_on_shared_space(built: BuiltSearch) -> BuiltSearch:
+    """``built`` with the image -> image retriever on the images' shared-space vectors, for an index
+    created without raw image features (``mappings.VectorOptions``)."""
+    feature, shared = fields.nested(fields.IMAGE_FEATURE), fields.nested(fields.IMAGE_VECTOR)
+
+    def on_shared(q):
+        return replace(q, field=shared) if isinstance(q, Knn) and q.field == feature else q
+
+    subs = tuple(replace(s, query=transform(s.query, on_shared)) for s in built.sub_queries)
+    probe = built.image_probe
+    if probe is not None and probe[1] == feature:
+        probe = (probe[0], shared, probe[2])
+    if subs == built.sub_queries:
+        return built
+    return replace(built, sub_queries=subs, image_probe=probe,
+                   notes=(*built.notes, "image -> image on the shared-space image vectors: the index stores "
+                                        "no raw image features"))
 
 
 def nested_shortfall(got: int, want: int, matching: int) -> bool:

@@ -151,6 +151,11 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
             pinyin_words.extend(max(spelled, key=lambda ws: sum(len(w) for w in ws)))
     fuzzy, corrections, did_you_mean, corrected = _corrections(norm, tokens, in_runs, vocabulary, profile,
                                                                tokenizer)
+    if profile.verbose_query_words and len(tokens) >= profile.verbose_query_words:
+        # a pasted description: its many literal words decide (the words alone are searched), and a
+        # fuzzy clause per word the titles do not hold made such a query several times slower, the
+        # slowest text searches of all; spelling corrections (did you mean) are still offered
+        fuzzy = ()
 
     mentions = vocabulary.find(norm) if vocabulary is not None and norm else Mentions()
     photo_text = normalize_text(request.image_text)[: profile.max_query_chars * 4]

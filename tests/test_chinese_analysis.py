@@ -219,3 +219,15 @@ def test_known_single_syllables_join_a_pinyin_run():
     assert find_pinyin(["nike", "kou"], known={"kou", "nike"}) == ()    # one syllable alone is no run
     s = Speller({"小黑": 50, "瓶眼": 1, "眼霜": 300})
     assert s.words_for_pinyin(("xiao", "hei", "ping", "yan", "shuang")) == ("小黑", "眼霜")
+
+
+def test_a_pasted_description_gets_no_fuzzy_reading_but_keeps_did_you_mean():
+    prof = load_profile("hybrid_minmax")
+    assert prof.verbose_query_words == 9
+    short = understand(SearchRequest(text="nkie shoes"), prof, Tokenizer(VOCAB.words()), VOCAB)
+    assert short.fuzzy_words == ("nkie", "shoes")
+    text = "nkie shoes with concealed fittings and a timeless traditional style for running"
+    u = understand(SearchRequest(text=text), prof, Tokenizer(VOCAB.words()), VOCAB)
+    assert len(u.tokens) >= 9 and u.fuzzy_words == ()
+    assert "fuzziness" not in json.dumps(lexical_query(u, prof).to_dict())
+    assert u.did_you_mean is not None and "nike" in u.did_you_mean

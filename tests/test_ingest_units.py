@@ -177,6 +177,23 @@ def test_content_hash_halves(enricher):
     assert h1.incomplete() != h1 and str(h1).count(".") == 1
 
 
+def test_documents_for_an_index_without_raw_features_leave_them_out():
+    import numpy as np
+
+    from mappings import VectorOptions
+    from plugin_ingest.documents import product_document
+
+    vec = np.ones(8) / np.sqrt(8)
+    kw = dict(text_vector=vec, fused_vector=vec, image_sources=["a.jpg", "b.jpg"], image_features=np.ones((2, 4)),
+              image_vectors=np.ones((2, 8)), content_hash="h")
+    full = product_document({"id": "p1"}, **kw)
+    assert all(F.IMAGE_FEATURE in im for im in full[F.IMAGES])
+    lean = product_document({"id": "p1"}, **kw, keep_features=False)
+    assert [sorted(im) for im in lean[F.IMAGES]] == [sorted([F.IMAGE_URL, F.IMAGE_VECTOR])] * 2
+    mapped = product_index_body(VectorDims(shared=8, image_feature=4), vectors=VectorOptions("sq", False))
+    assert set(lean[F.IMAGES][0]) <= set(mapped["mappings"]["properties"][F.IMAGES]["properties"])
+
+
 def test_passage_matches_training_text():
     from models.training.catalog import TrainingProduct
 

@@ -64,3 +64,39 @@ def test_check_fields_names_what_an_older_index_lacks():
     del old["properties"][fields.IMAGES]["properties"][fields.IMAGE_URL]
     (problem,) = mappings.check_fields(old, dims)
     assert fields.IMAGE_URLS in problem and fields.nested(fields.IMAGE_URL) in problem and "older" in problem
+
+
+def test_vector_options_shape_the_vector_fields_and_are_recorded():
+    dims = VectorDims(shared=384, image_feature=1280)
+    body = mappings.product_index_body(dims, meta={"other": 1},
+                                       vectors=mappings.VectorOptions(quantization="sq", image_feature=False))
+    props = body["mappings"]["properties"]
+    images = props[fields.IMAGES]["properties"]
+    assert fields.IMAGE_FEATURE not in images
+    specs = [props[fields.TEXT_VECTOR], props[fields.FUSED_VECTOR], images[fields.IMAGE_VECTOR]]
+    assert all(s["method"]["parameters"]["encoder"] == {"name": "sq"} for s in specs)
+    assert all(s["method"]["engine"] == "lucene" for s in specs)
+    meta = body["mappings"]["_meta"]
+    assert meta["other"] == 1
+    assert mappings.VectorOptions.from_mapping(body["mappings"]) == mappings.VectorOptions("sq", False)
+    # an index made this way fits these dims, and lacks nothing it should have
+    assert mappings.check_dims(body["mappings"], dims) == []
+    assert mappings.check_fields(body["mappings"], dims) == []
+
+
+def test_default_vectors_are_float32_with_features_and_older_indices_read_so():
+    dims = VectorDims(shared=384, image_feature=1280)
+    body = mappings.product_index_body(dims)
+    props = body["mappings"]["properties"]
+    assert "encoder" not in props[fields.TEXT_VECTOR]["method"]["parameters"]
+    assert fields.IMAGE_FEATURE in props[fields.IMAGES]["properties"]
+    older = {k: v for k, v in body["mappings"].items() if k != "_meta"}
+    assert mappings.VectorOptions.from_mapping(older) == mappings.VectorOptions()
+
+
+def test_bad_vector_options_are_clear_errors():
+    with pytest.raises(MappingError, match="pq"):
+        mappings.VectorOptions(quantization="pq")
+    bad = {"_meta": {mappings.VECTORS_META_KEY: {"format": 7}}}
+    with pytest.raises(MappingError, match="vector options"):
+        mappings.VectorOptions.from_mapping(bad)
