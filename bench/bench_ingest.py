@@ -155,6 +155,19 @@ def _child(mode: str, catalog: Path, args, extra: list[str]) -> dict:
     raise RuntimeError(f"child {mode} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
+def skip_reason(models: Path | None) -> str | None:
+    """Why an ingest benchmark cannot run here (no built models, no shared data), or None."""
+    from models.manifest import ManifestError, load_manifest
+
+    try:
+        load_manifest(models)
+    except ManifestError as exc:
+        return f"the models are not built ({exc})"
+    if not (DATA / "ikea" / "products.jsonl").is_file():
+        return f"shared data not found at {DATA} (set CMSEARCH_SHARED_DATA)"
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="2k,10k")
@@ -177,15 +190,9 @@ def main() -> int:
         print("RESULT " + json.dumps(res, ensure_ascii=False))
         return 0
 
-    from models.manifest import ManifestError, load_manifest
-
-    try:
-        load_manifest(args.models)
-    except ManifestError as exc:
-        print(f"skipped: the models are not built ({exc})")
-        return 0
-    if not (DATA / "ikea" / "products.jsonl").is_file():
-        print(f"skipped: shared data not found at {DATA} (set CMSEARCH_SHARED_DATA)")
+    why = skip_reason(args.models)
+    if why:
+        print(f"skipped: {why}")
         return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
 

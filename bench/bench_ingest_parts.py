@@ -92,15 +92,11 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
-    from models.manifest import ManifestError, load_manifest
+    from bench_ingest import skip_reason
 
-    try:
-        load_manifest(args.models)
-    except ManifestError as exc:
-        print(f"skipped: the models are not built ({exc})")
-        return 0
-    if not (DATA / "ikea" / "products.jsonl").is_file():
-        print(f"skipped: shared data not found at {DATA} (set CMSEARCH_SHARED_DATA)")
+    why = skip_reason(args.models)
+    if why:
+        print(f"skipped: {why}")
         return 0
     import make_catalogs as mc
     from engine import LocalEngine
