@@ -168,6 +168,19 @@ def skip_reason(models: Path | None) -> str | None:
     return None
 
 
+def bench_node(url: str | None):
+    """(URL, the node to stop afterwards): ``url`` as given, else the benchmarks' own local node
+    (``.state/bench-engine``), which is stopped afterwards only when this run started it."""
+    if url is not None:
+        return url, None
+    from engine import LocalEngine
+
+    engine = LocalEngine(state_dir=REPO / ".state" / "bench-engine", heap="1g")
+    was_running = engine.url() is not None
+    url = engine.start(exit_with_parent=not was_running, progress=lambda m: print(m, file=sys.stderr))
+    return url, (None if was_running else engine)   # someone else's node: leave it running
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="2k,10k")
@@ -196,16 +209,7 @@ def main() -> int:
         return 0
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
 
-    from engine import LocalEngine
-
-    engine = None
-    url = args.url
-    if url is None:
-        engine = LocalEngine(state_dir=REPO / ".state" / "bench-engine", heap="1g")
-        was_running = engine.url() is not None
-        url = engine.start(exit_with_parent=not was_running, progress=lambda m: print(m, file=sys.stderr))
-        if was_running:
-            engine = None  # someone else's node: leave it running
+    url, engine = bench_node(args.url)
     results = {}
     try:
         with tempfile.TemporaryDirectory(prefix="cmsearch-bench-ingest-") as tmp:

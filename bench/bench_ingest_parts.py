@@ -92,23 +92,14 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
-    from bench_ingest import skip_reason
+    from bench_ingest import bench_node, skip_reason
 
     why = skip_reason(args.models)
     if why:
         print(f"skipped: {why}")
         return 0
     import make_catalogs as mc
-    from engine import LocalEngine
-
-    engine = None
-    url = args.url
-    if url is None:
-        engine = LocalEngine(state_dir=REPO / ".state" / "bench-engine", heap="1g")
-        was_running = engine.url() is not None
-        url = engine.start(exit_with_parent=not was_running, progress=lambda m: print(m, file=sys.stderr))
-        if was_running:
-            engine = None  # someone else's node: leave it running
+    url, engine = bench_node(args.url)
     runs = []
     try:
         with tempfile.TemporaryDirectory(prefix="cmsearch-bench-parts-") as tmp:
