@@ -48,6 +48,7 @@ class FusionCapabilities:
     pagination_depth: bool = False               # hybrid accepts pagination_depth (2.19+)
     weighted: frozenset[str] = frozenset()        # rank-based methods whose processor honours weights (3.1+ RRF)
     detail: str = ""
+    shards: int = 1                              # shards of the probed index (its hybrid query's _shards.total)
     premade: bool = False                        # may not create pipelines: names those an admin made
 
     @property
@@ -60,6 +61,13 @@ class FusionCapabilities:
         if not self.hybrid:
             return False, f"the cluster has no hybrid search ({self.detail or 'neural-search not available'})"
         method = fusion.method
+        if method.rank_based and self.shards > 1:
+            # neural-search 2.19's score-ranker-processor ranks each sub-query within each shard
+            # (neural-search#1718), so server-side RRF over several shards is not the RRF of the
+            # whole index (tests/test_cluster.py measured recall@10 0.855 against one shard); the
+            # probe cannot tell a release that ranks over all shards, and client-side RRF is exact
+            return False, (f"the index has {self.shards} shards and server-side {method.name} ranks within "
+                           "each shard")
         if method.name not in self.normalizations:
             return False, f"the cluster has no '{method.name}' {'ranker' if method.rank_based else 'normalization'}"
         if not method.server_weights and method.name not in self.weighted and \
@@ -101,18 +109,19 @@ def _hybrid_search(index: str, pipeline: str, depth: bool, queries: int = 2) -> 
                                {"search_pipeline": pipeline}))
 
 
-def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[tuple[bool, str]]:
+def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[tuple[bool, str, int]]:
+    """(whether the hybrid query ran, why not, how many shards answered it)."""
     try:
-        yield from _hybrid_search(index, pipeline, depth, queries)
-        return True, ""
+        resp = yield from _hybrid_search(index, pipeline, depth, queries)
+        return True, "", int(((resp or {}).get("_shards") or {}).get("total") or 1)
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError) as exc:
         info = getattr(exc, "info", None)
         err = info.get("error") if isinstance(info, dict) else None
         if isinstance(err, dict) and err.get("reason"):
-            return False, f"{err.get('type')}: {err['reason']}"[:200]
-        return False, str(getattr(exc, "error", "") or exc)[:200]
+            return False, f"{err.get('type')}: {err['reason']}"[:200], 0
+        return False, str(getattr(exc, "error", "") or exc)[:200], 0
 
 
 # weights for the weighted-RRF probe: the first hit's score is 1/(60+1) unweighted, 0.25/61 weighted
@@ -143,13 +152,13 @@ def _premade_probe(index: str, fusion: FusionSpec, premade: list[SearchPipeline]
     pipe = premade[0]
     n = len(next(iter(pipe.body["phase_results_processors"][0].values())).get("combination", {})
             .get("parameters", {}).get("weights") or [0, 0])
-    depth, why = yield from _hybrid_runs(index, pipe.name, depth=True, queries=n)
+    depth, why, shards = yield from _hybrid_runs(index, pipe.name, depth=True, queries=n)
     if not depth:
-        ok, why = yield from _hybrid_runs(index, pipe.name, depth=False, queries=n)
+        ok, why, shards = yield from _hybrid_runs(index, pipe.name, depth=False, queries=n)
         if not ok:
             return FusionCapabilities(hybrid=False, detail=why)
     return FusionCapabilities(hybrid=True, normalizations=frozenset({fusion.method.name}),
-                              combinations=frozenset({fusion.combination}), pagination_depth=depth,
+                              combinations=frozenset({fusion.combination}), pagination_depth=depth, shards=shards,
                               detail="the profile's search pipelines exist (made beforehand)", premade=True)
 
 
@@ -183,10 +192,10 @@ def _probe_all(index: str) -> Flow[FusionCapabilities]:
         if not (yield from _put(base, base_method.probe_processor(_BASE_COMBINATION))):
             return FusionCapabilities(hybrid=False, detail="a normalization-processor pipeline cannot be created")
         created.append(base)
-        depth, why = yield from _hybrid_runs(index, base, depth=True)
+        depth, why, shards = yield from _hybrid_runs(index, base, depth=True)
         hybrid = depth
         if not depth:
-            hybrid, why = yield from _hybrid_runs(index, base, depth=False)
+            hybrid, why, shards = yield from _hybrid_runs(index, base, depth=False)
         if not hybrid:
             return FusionCapabilities(hybrid=False, detail=f"hybrid query failed: {why}")
         methods = {_BASE_METHOD}
@@ -215,7 +224,7 @@ def _probe_all(index: str) -> Flow[FusionCapabilities]:
                 created.append(pipe)
                 combos.add(combination)
         return FusionCapabilities(hybrid=True, normalizations=frozenset(methods), combinations=frozenset(combos),
-                                  pagination_depth=depth, weighted=frozenset(weighted))
+                                  pagination_depth=depth, shards=shards, weighted=frozenset(weighted))
     finally:
         for name in created:
             yield from _delete(name)

@@ -90,3 +90,15 @@ def test_ties_break_by_best_rank_then_id():
 def test_fuse_needs_one_weight_per_list():
     with pytest.raises(ValueError):
         fuse([RankedList("lexical", ())], [0.5, 0.5], FusionSpec())
+
+
+def test_rrf_on_several_shards_is_fused_client_side_and_min_max_is_not():
+    from query_builder import load_profile
+    from query_builder.fusion_probe import FusionCapabilities
+
+    rrf, minmax = load_profile("hybrid_rrf").fusion, load_profile("hybrid_minmax").fusion
+    caps = dict(hybrid=True, normalizations=frozenset({"min_max", "rrf"}), combinations=frozenset({"arithmetic_mean"}))
+    assert FusionCapabilities(**caps).supports(rrf, (0.5, 0.5)) == (True, "")
+    ok, why = FusionCapabilities(**caps, shards=3).supports(rrf, (0.5, 0.5))
+    assert not ok and "3 shards" in why
+    assert FusionCapabilities(**caps, shards=3).supports(minmax, (0.4, 0.6)) == (True, "")
