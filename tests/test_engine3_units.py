@@ -191,3 +191,9 @@ def test_a_cluster_without_neural_search_fuses_client_side():
     none = FusionCapabilities(hybrid=False, detail="hybrid query failed: unknown query [hybrid]")
     ok, why = none.supports(FusionSpec(), (0.5, 0.5))
     assert not ok and "no hybrid search" in why and "unknown query [hybrid]" in why
+
+
+def test_a_secured_node_of_3x_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(EngineError, match="secured node runs OpenSearch 2.19 only"):
+        LocalEngine(state_dir=tmp_path, version="3.5", secure=True).start()
+    assert not (tmp_path / "build-3.5").exists()   # refused before building or starting anything
