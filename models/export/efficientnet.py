@@ -28,14 +28,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 from ..manifest import sha256_file
 from . import WeightFetchError, wheels
-from .mobilenet import OPSET, export_backbone
+from .mobilenet import export_backbone, pooled_feature_and_logits
 
 NAME = "efficientnet_lite0"
 MODEL_NAME = "efficientnet-lite0"           # the loader's name for it
@@ -105,33 +104,8 @@ def build_torch_model(weights: Path, loader_wheel: Path):
 
 
 def feature_and_logits(model):
-    """One pass -> (pooled 1280-d feature, 1000 logits), as the loader's ``forward`` computes them."""
-    import torch
-
-    class FeatureAndLogits(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, pixel_values):
-            x = self.net.extract_features(pixel_values)
-            feature = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
-            return feature, self.net._fc(feature)  # dropout is off in eval
-
-    return FeatureAndLogits(model).eval()
-
-
-def export_onnx(wrapped, path: Path) -> None:
-    """fp32 ONNX, dynamic batch (TorchScript exporter, as for MobileNetV2)."""
-    import torch
-
-    dummy = torch.zeros(2, 3, SIZE, SIZE)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # legacy exporter chosen on purpose; the loader's padding traces to constants
-        torch.onnx.export(
-            wrapped, (dummy,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=["pixel_values"], output_names=["feature", "logits"],
-            dynamic_axes={"pixel_values": {0: "batch"}, "feature": {0: "batch"}, "logits": {0: "batch"}})
+    """The loader's EfficientNet-Lite0 as (feature, logits), as its ``forward`` computes them."""
+    return pooled_feature_and_logits(model, model.extract_features, model._fc)
 
 
 # ---------------------------------------------------------------------------- build

@@ -103,21 +103,27 @@ def build_torch_model(weights: Path):
     return model.eval()
 
 
-def feature_and_logits(model):
-    """Wrap the model so one pass returns (pooled 1280-d feature, 1000 logits), as torchvision computes them."""
+def pooled_feature_and_logits(net, features: Callable, classifier: Callable):
+    """``net`` wrapped so one pass returns (pooled 1280-d feature, 1000 logits): ``features`` maps
+    pixels to the last feature map, global average pooling makes the feature, ``classifier`` (in
+    eval mode, its dropout off) the logits.  Every image backbone is exported through this."""
     import torch
 
     class FeatureAndLogits(torch.nn.Module):
-        def __init__(self, net):
+        def __init__(self):
             super().__init__()
             self.net = net
 
         def forward(self, pixel_values):
-            x = self.net.features(pixel_values)
-            feature = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
-            return feature, self.net.classifier(feature)  # classifier = Dropout (off in eval) + Linear
+            feature = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(features(pixel_values), 1), 1)
+            return feature, classifier(feature)
 
-    return FeatureAndLogits(model).eval()
+    return FeatureAndLogits().eval()
+
+
+def feature_and_logits(model):
+    """torchvision's MobileNetV2 as (feature, logits); its classifier is Dropout + Linear."""
+    return pooled_feature_and_logits(model, model.features, model.classifier)
 
 
 def imagenet_labels() -> list[str]:
@@ -128,15 +134,15 @@ def imagenet_labels() -> list[str]:
 
 
 # ----------------------------------------------------------------------------- ONNX
-def export_onnx(wrapped, path: Path) -> None:
-    """fp32 ONNX with a dynamic batch axis.
+def export_onnx(wrapped, path: Path, size: int = PREPROCESS["center_crop"]) -> None:
+    """fp32 ONNX with a dynamic batch axis, traced on ``size`` x ``size`` pixels.
 
     The TorchScript exporter (``dynamo=False``) is used on purpose: the dynamo exporter needs
     ``onnxscript``, which the export extra does not install, and this graph has no control flow.
     """
     import torch
 
-    dummy = torch.zeros(2, 3, PREPROCESS["center_crop"], PREPROCESS["center_crop"])
+    dummy = torch.zeros(2, 3, size, size)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose
         torch.onnx.export(
@@ -282,7 +288,7 @@ def export_backbone(wrapped, out_dir: Path, work_dir: Path, *, name: str, title:
 
     progress(f"image: exporting {title} to ONNX (fp32)")
     fp32, int8 = out_dir / FP32_FILE, out_dir / INT8_FILE
-    export_onnx(wrapped, fp32)
+    export_onnx(wrapped, fp32, size=int(preprocess["center_crop"]))
     calib, check, calib_desc = (calibration_sets(calibration_images) if calibration_spec is None
                                 else calibration_sets(calibration_images, spec=calibration_spec))
     with torch.no_grad():
