@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -90,6 +91,15 @@ def os_client(local_engine):
     from engine.client import ConnectionSettings
 
     return ConnectionSettings.resolve(local_engine.url()).client()
+
+
+@pytest.fixture
+def stranger_pid():
+    """A live process that is not a node, for a pid file to name (as after pid reuse)."""
+    proc = subprocess.Popen(["sleep", "600"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
 
 
 @pytest.fixture

@@ -161,14 +161,6 @@ def _restart_after_kill(eng, killed: dict[str, int], stranger_pid: int) -> None:
     assert {k: v for k, v in now.items() if k not in killed} == {k: v for k, v in before.items() if k not in killed}
 
 
-@pytest.fixture
-def stranger_pid():
-    proc = subprocess.Popen(["sleep", "600"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
-
-
 # ------------------------------------------------------------------------- catalog and indices
 def _catalog_rows(data_dir: Path) -> tuple[list[dict], list[str]]:
     """Text-only products (IKEA bilingual titles + Chinese marketplace titles) and judged-style

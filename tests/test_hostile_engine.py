@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import threading
 import time
 import urllib.request
@@ -137,15 +136,6 @@ def own_engine(tmp_path_factory):
     eng = LocalEngine(state_dir=state, heap="512m")
     yield eng
     eng.stop()
-
-
-@pytest.fixture
-def stranger_pid():
-    """A live process that is not the node, for a pid file to name (as after pid reuse)."""
-    proc = subprocess.Popen(["sleep", "600"])
-    yield proc.pid
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture
