@@ -22,7 +22,7 @@ from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
 from .suggest import KINDS, Suggestion
-from .search_flow import SearcherCore
+from .search_flow import IndexSpace, SearcherCore
 
 __all__ = ["AsyncSearcher"]
 
@@ -59,8 +59,8 @@ class AsyncSearcher(SearcherCore):
                 caps = self._set_capabilities(await calls.run_async(self.client, self._capabilities_flow()))
             return caps
 
-    async def index_space(self) -> tuple[tuple[float, float], str | None]:
-        """(fused weights, warning or None) from the space the index records; read once."""
+    async def index_space(self) -> IndexSpace:
+        """What the index records of its vectors (:class:`IndexSpace`); read once."""
         state = self._cached_space()
         return state if state is not None else self._set_space(await calls.run_async(self.client,
                                                                                       self._space_flow()))

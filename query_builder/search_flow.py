@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 from opensearchpy.exceptions import (AuthorizationException, NotFoundError, OpenSearchException, RequestError,
@@ -113,6 +113,17 @@ def _past_the_end(exc: Exception) -> bool:
     return "Reached end of search result" in engine_message(exc)
 
 
+@dataclass(frozen=True)
+class IndexSpace:
+    """What a searcher reads once from the index's mapping: the fused weights its products were
+    made with, a warning when its space was not checked or differs (and is allowed to), and
+    whether it stores raw image features (its vector options)."""
+
+    weights: tuple[float, float]
+    warning: str | None = None
+    image_features: bool = True
+
+
 class SearcherCore:
     """Settings, state found once, and the search as flows; see ``Searcher`` for the parameters."""
 
@@ -130,8 +141,7 @@ class SearcherCore:
         self.space = space
         self.ocr = ocr
         self.allow_other_space = allow_other_space
-        self._space_state: tuple[tuple[float, float], str | None] | None = None
-        self._index_has_features = True   # read with the space: False when the index stores no raw features
+        self._space_state: IndexSpace | None = None
         self.index = index
         self.aliases = aliases
         self.vocabulary_max_age_s = vocabulary_max_age_s
@@ -153,11 +163,11 @@ class SearcherCore:
                 self._caps = caps
             return self._caps
 
-    def _cached_space(self) -> tuple[tuple[float, float], str | None] | None:
+    def _cached_space(self) -> IndexSpace | None:
         with self._lock:
             return self._space_state
 
-    def _set_space(self, state: tuple[tuple[float, float], str | None]) -> tuple[tuple[float, float], str | None]:
+    def _set_space(self, state: IndexSpace) -> IndexSpace:
         with self._lock:
             if self._space_state is None:
                 self._space_state = state
@@ -189,12 +199,12 @@ class SearcherCore:
 
     # --- pure steps ------------------------------------------------------------------------
     def _build(self, request: SearchRequest, vocab: Vocabulary,
-               space_state: tuple[tuple[float, float], str | None]) -> BuiltSearch:
+               space_state: IndexSpace) -> BuiltSearch:
         """Encode (CPU: the caller decides which thread), understand and build."""
-        weights, warning = space_state
+        weights, warning = space_state.weights, space_state.warning
         if self.space is not None:
             request = encode(request, self.space, self.ocr)
-        on_shared = not self._index_has_features and request.vectors is not None \
+        on_shared = not space_state.image_features and request.vectors is not None \
             and request.vectors.image is not None
         if on_shared:   # the index stores no raw image features: image -> image compares shared-space vectors
             request = replace(request, vectors=replace(request.vectors, image_feature=request.vectors.image))
@@ -214,7 +224,7 @@ class SearcherCore:
         return replace(built, notes=(warning, *built.notes)) if warning else built
 
     def _region_builds(self, request: SearchRequest, spec: RegionSpec, vocab: Vocabulary,
-                       space_state: tuple[tuple[float, float], str | None],
+                       space_state: IndexSpace,
                        regions: Sequence[tuple[Box, SearchRequest]] | None = None
                        ) -> list[tuple[Box, SearchRequest, BuiltSearch]]:
         """Cut, embed (CPU) and build one photo search per region (``regions``: already embedded
@@ -233,17 +243,15 @@ class SearcherCore:
             out.append((box, req, self._build(req, vocab, space_state)))
         return out
 
-    def _space_state_of(self, mapping: Mapping[str, Any]) -> tuple[tuple[float, float], str | None]:
-        """(fused weights, warning or None) from the index's mapping; a different space raises.
-
-        Also notes whether the index stores raw image features (its vector options)."""
+    def _space_state_of(self, mapping: Mapping[str, Any]) -> IndexSpace:
+        """What the index's mapping says of its vectors; a different space raises."""
         from mappings import MappingError, VectorOptions
         from models.identity import SpaceIdentity, mismatch_message
 
         try:
-            self._index_has_features = VectorOptions.from_mapping(mapping).image_feature
+            image_features = VectorOptions.from_mapping(mapping).image_feature
         except MappingError:
-            self._index_has_features = True
+            image_features = True
 
         try:
             recorded = SpaceIdentity.from_mapping(mapping)
@@ -260,7 +268,7 @@ class SearcherCore:
                 raise SearchError(why)
             warning = f"searching anyway: {why}" if why else None
         weights = recorded.weights if recorded is not None else (mine.weights if mine is not None else (0.5, 0.5))
-        return weights, warning
+        return IndexSpace(weights, warning, image_features)
 
     def _route(self, built: BuiltSearch, caps: FusionCapabilities | None) -> tuple[str, str | None]:
         if not built.is_fused:
@@ -294,16 +302,16 @@ class SearcherCore:
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the vocabulary of {self.index!r} failed: {engine_message(exc)}") from None
 
-    def _space_flow(self) -> Flow[tuple[tuple[float, float], str | None]]:
+    def _space_flow(self) -> Flow[IndexSpace]:
         try:
             resp = yield calls.perform("GET", f"/{self.index}/_mapping")
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
         except AuthorizationException:   # a role that may search but not read the mapping
             mine = getattr(self.space, "identity", None)
-            return (mine.weights if mine is not None else (0.5, 0.5),
-                    f"the vector space {self.index!r} records was not checked: this user may not read its "
-                    "mapping (grant indices:admin/mappings/get on the index)")
+            return IndexSpace(mine.weights if mine is not None else (0.5, 0.5),
+                              f"the vector space {self.index!r} records was not checked: this user may not read "
+                              "its mapping (grant indices:admin/mappings/get on the index)")
         except (OpenSearchException, TransportError) as exc:
             raise SearchError(f"reading the mapping of {self.index!r} failed: {engine_message(exc)}") from None
         mapping = (resp.get(self.index) or next(iter(resp.values()), {})).get("mappings", {})

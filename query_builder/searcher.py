@@ -21,7 +21,7 @@ from .regions import Box, RegionSpec
 from .request import SearchRequest
 from .results import SearchResult
 from .suggest import KINDS, Suggestion
-from .search_flow import SearchError, SearcherCore, nested_shortfall
+from .search_flow import IndexSpace, SearchError, SearcherCore, nested_shortfall
 
 __all__ = ["SearchError", "Searcher", "nested_shortfall"]
 
@@ -76,8 +76,8 @@ class Searcher(SearcherCore):
                 caps = self._set_capabilities(calls.run_sync(self.client, self._capabilities_flow()))
             return caps
 
-    def index_space(self) -> tuple[tuple[float, float], str | None]:
-        """(fused weights, warning or None) from the space the index records; read once.
+    def index_space(self) -> IndexSpace:
+        """What the index records of its vectors (:class:`IndexSpace`); read once.
 
         Raises :class:`SearchError` when the searcher's space is not the index's (unless
         ``allow_other_space``).

@@ -6,7 +6,7 @@ import numpy as np
 from analysis import Vocabulary
 from mappings import fields
 from query_builder import QueryVectors, SearchRequest
-from query_builder.search_flow import SearcherCore
+from query_builder.search_flow import IndexSpace, SearcherCore
 
 
 def _vec(seed: int, dim: int) -> tuple[float, ...]:
@@ -17,9 +17,9 @@ def _vec(seed: int, dim: int) -> tuple[float, ...]:
 def _server_calls(hits: list[dict], *, index_has_features: bool = True) -> list:
     """The calls of one server-side text search whose hybrid query answers ``hits``."""
     core = SearcherCore(None, "hybrid_minmax", index="products")
-    core._index_has_features = index_has_features
     request = SearchRequest(text="red chair", vectors=QueryVectors(text=_vec(0, 8)))
-    built = core._build(request, Vocabulary(brands=[], category_paths=[]), ((0.5, 0.5), None))
+    built = core._build(request, Vocabulary(brands=[], category_paths=[]),
+                        IndexSpace((0.5, 0.5), None, index_has_features))
     assert built.image_probe is not None     # text -> image is among the retrievers
     flow = core._run_server(built, "server", None)
     calls = [next(flow)]                     # PUT the search pipeline
