@@ -113,6 +113,20 @@ def _past_the_end(exc: Exception) -> bool:
     return "Reached end of search result" in engine_message(exc)
 
 
+@dataclass
+class _Ran:
+    """What running a built search gave: the page's raw hits with their scores, the total, the
+    facets, the sub-responses of a client-side fusion, the path it took, and the real-match count
+    when one was asked for in the same request (None otherwise)."""
+
+    hits: list[tuple[dict, float]]
+    total: int
+    facets: Facets
+    subs: list[Mapping[str, Any]] | None
+    path: str
+    real: int | None = None
+
+
 @dataclass(frozen=True)
 class IndexSpace:
     """What a searcher reads once from the index's mapping: the fused weights its products were
@@ -151,6 +165,8 @@ class SearcherCore:
         self._vocab_at = time.monotonic() if vocabulary is not None else 0.0
         self._tokenizer: Tokenizer | None = None
         self._pipelines: set[str] = set()
+        # a cluster older than 2.18 takes no ``search_pipeline`` inside an msearch body: found out once
+        self._pipeline_in_msearch = True
 
     # --- state found once (look-ups only; the drivers fetch what is missing) --------------
     def _cached_capabilities(self) -> FusionCapabilities | None:
@@ -332,21 +348,22 @@ class SearcherCore:
         low_confidence = False
         try:
             # real matches: products that match the words, or k-NN neighbours above the
-            # no-words floors; ranking then uses the normal search, the total is theirs
-            real = None
-            if built.real_matches is not None:
-                real = (yield calls.count(self.index, built.real_matches.count_body()))["count"]
+            # no-words floors, counted in the same request as the search; ranking uses the
+            # normal search, the total is theirs
+            count = built.real_matches.count_body() if built.real_matches is not None else None
+            ran = yield from self._run(built, path, caps, notes, count)
+            raw_hits, total, facets, sub_responses, path, real = \
+                ran.hits, ran.total, ran.facets, ran.subs, ran.path, ran.real
             if real == 0:
                 raw_hits, total, facets, sub_responses = [], 0, Facets(), None
-            else:
-                raw_hits, total, facets, sub_responses, path = yield from self._run(built, path, caps, notes)
-                if real is not None:
-                    total = real
+            elif real is not None:
+                total = real
             if not raw_hits and not total and built.nearest is not None:
                 # nothing is a real match: the nearest products, said to be no more than that
                 built = built.nearest
                 path, why = self._route(built, caps)
-                raw_hits, _, facets, sub_responses, path = yield from self._run(built, path, caps, notes)
+                ran = yield from self._run(built, path, caps, notes)
+                raw_hits, facets, sub_responses, path = ran.hits, ran.facets, ran.subs, ran.path
                 low_confidence = bool(raw_hits)
                 notes.append("no product really matches (no words matched, nothing above the k-NN floors); "
                              "the nearest products are shown, flagged low confidence")
@@ -369,21 +386,20 @@ class SearcherCore:
                             profile=self.profile.name, retrievers=built.retrievers, understanding=built.understanding,
                             took_ms=(time.perf_counter() - t0) * 1000, low_confidence=low_confidence)
 
-    def _run(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None, notes: list[str]
-             ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]] | None, str]]:
-        """(hits, total, facets, the sub-responses of a client-side fusion, the path it took)."""
+    def _run(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None, notes: list[str],
+             count: Mapping[str, Any] | None = None) -> Flow[_Ran]:
+        """Run ``built`` the way ``path`` says; ``count``: a search body whose exact total is wanted
+        too (the real matches), sent in the same request."""
         if path != "client":
             try:
-                raw_hits, total, facets = yield from self._run_server(built, path, caps)
-                return raw_hits, total, facets, None, path
+                return (yield from self._run_server(built, path, caps, count))
             except RequestError as exc:
                 if path != "server" or not _no_such_pipeline(exc):
                     raise
                 path = "client"   # e.g. a premade pipeline an admin has not created (yet)
                 notes.append(f"fused client-side: {engine_message(exc)}, and this searcher does not create "
                              "it: an admin creates the profile's pipelines with `cmsearch pipelines put`")
-        raw_hits, total, facets, subs = yield from self._run_client(built, notes)
-        return raw_hits, total, facets, subs, path
+        return (yield from self._run_client(built, notes, count))
 
     def _suggest_flow(self, prefix: str, size: int, kinds: Sequence[str]) -> Flow[list[Suggestion]]:
         try:
@@ -432,27 +448,53 @@ class SearcherCore:
         with self._lock:
             self._pipelines.add(p.name)
 
-    def _run_server(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None
-                    ) -> Flow[tuple[list[tuple[dict, float]], int, Facets]]:
+    def _run_server(self, built: BuiltSearch, path: str, caps: FusionCapabilities | None,
+                    count: Mapping[str, Any] | None = None) -> Flow[_Ran]:
         body = built.body()
         if path == "server":
             yield from self._ensure_pipeline(built, caps)
             if caps is None or not caps.pagination_depth:
                 body["query"]["hybrid"].pop("pagination_depth", None)
-        try:
-            resp = yield calls.search(self.index, body, built.params())
-        except RequestError as exc:
-            if path != "server" or not built.offset or not _past_the_end(exc):
-                raise
-            # the page starts after the last result: an empty page, with the total and facets
-            # of the whole result set from the same query's first hit (a hybrid query asked for
-            # size 0 can fail in the normalization processor: fetch phase 0 docs vs query phase n)
-            resp = yield calls.search(self.index, {**body, "from": 0, "size": 1}, built.params())
-            return [], _total(resp), parse_facets(resp.get("aggregations"))
+        resp, real = None, None
+        if count is not None:
+            real, resp = yield from self._counted_search(body, built.params(), count)
+        if resp is None:
+            try:
+                resp = yield calls.search(self.index, body, built.params())
+            except RequestError as exc:
+                if path != "server" or not built.offset or not _past_the_end(exc):
+                    raise
+                # the page starts after the last result: an empty page, with the total and facets
+                # of the whole result set from the same query's first hit (a hybrid query asked for
+                # size 0 can fail in the normalization processor: fetch phase 0 docs vs query phase n)
+                resp = yield calls.search(self.index, {**body, "from": 0, "size": 1}, built.params())
+                return _Ran([], _total(resp), parse_facets(resp.get("aggregations")), None, path, real)
         raw = [dict(h) for h in resp["hits"]["hits"]]
         if path == "server":
             yield from self._attach_best_images(built, raw)
-        return [(h, h.get("_score") or 0.0) for h in raw], _total(resp), parse_facets(resp.get("aggregations"))
+        return _Ran([(h, h.get("_score") or 0.0) for h in raw], _total(resp),
+                    parse_facets(resp.get("aggregations")), None, path, real)
+
+    def _counted_search(self, body: Mapping[str, Any], params: Mapping[str, str], count: Mapping[str, Any]
+                        ) -> Flow[tuple[int, Mapping[str, Any] | None]]:
+        """The real-match count and the search in one ``_msearch`` (the engine runs the two side by
+        side): a second round trip per text query was what the count cost.  The search's response
+        is None when it failed there; the caller then sends it alone, whose errors it knows how to
+        read (a page past the end, a missing premade pipeline)."""
+        pipeline = params.get("search_pipeline")
+        if pipeline is not None and not self._pipeline_in_msearch:
+            resp = (yield calls.search(self.index, count))
+            return _total(resp), None
+        searched = {**body, "search_pipeline": pipeline} if pipeline is not None else body
+        counted, resp = (yield calls.msearch([{"index": self.index}, count, {"index": self.index}, searched]))[
+            "responses"]
+        _raise_for(counted, "the real-match count", self.index)
+        if "error" in resp:
+            err = resp["error"]
+            if pipeline is not None and isinstance(err, Mapping) and "search_pipeline" in _error_text(err):
+                self._pipeline_in_msearch = False
+            return _total(counted), None
+        return _total(counted), resp
 
     def _attach_best_images(self, built: BuiltSearch, raw: list[dict]) -> Flow[None]:
         """Hybrid results carry no inner hits; fetch the page's best images in one more request.
@@ -468,18 +510,27 @@ class SearcherCore:
         for h in raw:
             h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(hit_id(h), {})}
 
-    def _msearch(self, built: BuiltSearch, *, with_facets: bool) -> Flow[list[Mapping[str, Any]]]:
+    def _msearch(self, built: BuiltSearch, *, with_facets: bool, count: Mapping[str, Any] | None = None
+                 ) -> Flow[list[Mapping[str, Any]]]:
+        """Every retriever's response, then the facets' (``with_facets``), then ``count``'s."""
         lines = built.msearch_body(self.index)
         if not with_facets:
             lines = lines[:-2]
+        if count is not None:
+            lines += [{"index": self.index}, count]
         responses = (yield calls.msearch(lines))["responses"]
-        for sub, resp in zip([*built.retrievers, "facets"], responses):
+        names = [*built.retrievers, *(["facets"] if with_facets else []), "the real-match count"]
+        for sub, resp in zip(names, responses):
             _raise_for(resp, sub, self.index)
         return responses
 
-    def _run_client(self, built: BuiltSearch, notes: list[str]
-                    ) -> Flow[tuple[list[tuple[dict, float]], int, Facets, list[Mapping[str, Any]]]]:
-        responses = yield from self._msearch(built, with_facets=True)
+    def _run_client(self, built: BuiltSearch, notes: list[str], count: Mapping[str, Any] | None = None
+                    ) -> Flow[_Ran]:
+        responses = yield from self._msearch(built, with_facets=True, count=count)
+        real = None
+        if count is not None:
+            real = _total(responses[-1])
+            responses = responses[:-1]
         n = len(built.sub_queries)
         subs, facet_resp = list(responses[:n]), (responses[n] if len(responses) > n else None)
         yield from self._compensate_nested_shortfall(built, subs, notes)
@@ -492,7 +543,7 @@ class SearcherCore:
         page = order if built.collapse_client_side else order[built.offset: built.offset + built.size]
         total = _total(facet_resp) if facet_resp is not None else len(order)
         facets = parse_facets(facet_resp.get("aggregations")) if facet_resp is not None else Facets()
-        return [(by_id[doc], score) for doc, score in page], total, facets, subs
+        return _Ran([(by_id[doc], score) for doc, score in page], total, facets, subs, "client", real)
 
     def _compensate_nested_shortfall(self, built: BuiltSearch, subs: list[Mapping[str, Any]],
                                      notes: list[str]) -> Flow[None]:

@@ -103,16 +103,56 @@ def test_without_floor_nonsense_gets_the_nearest_neighbours(os_client, shop):
     assert len(result.hits) == 10 and result.total == len(ROWS)
 
 
+def _no_words_floored(mode: str) -> Profile:
+    """The shipped hybrid with no-words floors for this synthetic space, fused ``mode``."""
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if "no_words_min_score" in r:
+            r["no_words_min_score"] = 0.8
+    return Profile.from_dict({**d, "fusion": {"mode": mode}})
+
+
+class _Recording:
+    """The real client, with the name of every search API the searcher calls written down."""
+
+    def __init__(self, client):
+        self._client, self.apis = client, []
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name not in ("search", "msearch", "count"):
+            return attr
+
+        def call(*args, **kwargs):
+            self.apis.append(name)
+            return attr(*args, **kwargs)
+        return call
+
+
+@pytest.mark.parametrize("mode", ["auto", "client"])
+def test_the_real_match_count_rides_in_the_search_request(os_client, shop, mode):
+    """Counting the real matches cost a second round trip per text query (a ``_count``, then the
+    search): now both go in one ``_msearch``, on the server-side and the client-side path."""
+    client = _Recording(os_client)
+    searcher = Searcher(client, _no_words_floored(mode), index=shop)
+    searcher.search(SearchRequest(text="连衣裙", vectors=QueryVectors(text=vec(["dress"]))))   # vocabulary, probe
+    for text, concepts, total in (("裙子", ["dress"], 6), ("连衣裙", ["dress", "dark"], 6), ("xqzvkjwpt", None, 0)):
+        client.apis.clear()
+        v = vec(concepts) if concepts else _random_vector()
+        result = searcher.search(SearchRequest(text=text, vectors=QueryVectors(text=v)))
+        assert client.apis == ["msearch"] and result.total == total, (text, client.apis, result.total)
+        assert result.fusion_path == ("client" if mode == "client" else "server")
+        if total:   # the search inside the msearch is fused by its pipeline as it is alone
+            alone = _search(os_client, shop, _floored(floor=None, fusion={"mode": mode}), text, vector=v)
+            assert [(h.id, round(h.score, 6)) for h in result.hits] == [(h.id, round(h.score, 6)) for h in alone.hits]
+
+
 @pytest.mark.parametrize("mode", ["auto", "client"])
 def test_no_words_floors_refuse_nonsense_and_count_real_matches(os_client, shop, mode):
     """The shipped hybrid's mechanism (no-words floors; values for this synthetic space, the shipped ones
     are e5's): no word matches and nothing is close -> nothing; a worded query keeps its k-NN
     neighbours on the page, but its total counts only word matches and close neighbours."""
-    d = load_profile("hybrid_minmax").to_dict()
-    for r in d["retrievers"]:
-        if "no_words_min_score" in r:
-            r["no_words_min_score"] = 0.8
-    p = Profile.from_dict({**d, "fusion": {"mode": mode}})
+    p = _no_words_floored(mode)
     assert [r.kind for r in p.retrievers if r.no_words_min_score] == ["text_knn", "text_image_knn"]
     for text in ("xqzvkjwpt", "笔记本电脑"):
         r = _search(os_client, shop, p, text, vector=_random_vector())
