@@ -1,9 +1,10 @@
 """What the no-words floors cost a text query: the shipped hybrid_minmax against the same profile
 without floors, interleaved query by query on one index (ratios, not absolute figures, carry over).
 
-With floors every text search first counts its real matches (``_count`` of the lexical match or
-the radial k-NN above the space's floors) before the ranked search: one more round trip and a
-radial search per query.
+With floors every text search also counts its real matches (the lexical match or the radial
+k-NN above the space's floors), in the same ``_msearch`` as the ranked search: one more search
+per query, run by the node beside the ranked one (before d223ef1 it was a ``_count`` first, one
+more round trip).
 
 Usage: python bench/bench_floor_cost.py --url URL --index scale-src --heads W/heads/ikea_trainsplit [--n 150]
 """
