@@ -39,7 +39,8 @@ from .bulk import BulkOp, BulkOutcome, BulkWriter, get_refresh_interval, set_ref
 from .catalog import Catalog
 from .checkpoint import Checkpoint, CheckpointStore, start_or_resume
 from .deletions import delete_missing
-from .documents import product_document, serialize, short_source, update_document
+from .documents import serialize, update_document
+from .encode_stage import encode_batch
 from .enrich import Enricher
 from .fetch import ImageFetcher
 from .image_jobs import ImageJob
@@ -47,7 +48,7 @@ from .load_options import IngestError, IngestInterrupted, IngestOptions, default
 from .lock import LoadLock, LockBusy, lock_all
 from .parts import PART_MERGE_NOTE
 from .records import WRITE, Batch, Item, mark_unchanged, read_batches
-from .rejects import STAGE_IMAGE, RejectsWriter
+from .rejects import RejectsWriter
 from .report import Counts, IngestReport, ProgressLines, StageTimes
 from .settle import settle
 from .survey import Survey, survey
@@ -347,7 +348,6 @@ class Ingestor:
         for it in batch.to_encode():
             it.futures = [pool.submit(self._image_job, src) for src in it.product.images]
 
-
     # ---------------------------------------------------------------- encoder thread
     def _encode_loop(self, q_in: queue.Queue, q_out: queue.Queue) -> None:
         while True:
@@ -361,41 +361,8 @@ class Ingestor:
 
     def _encode(self, batch: Batch) -> None:
         o = self.o
-        todo = batch.to_encode()
-        for it in todo:
-            results = [f.result() for f in it.futures]
-            it.futures = []
-            bad = [r for r in results if r.error]
-            if bad and o.image_errors == "reject":
-                reason = "; ".join(f"image {short_source(r.source)}: {r.error}" for r in bad)
-                it.reject(STAGE_IMAGE, reason, "image unreadable or missing")
-                continue
-            it.images_ok = [r for r in results if not r.error]
-            it.image_problems = bad
-        todo = [it for it in todo if it.status == WRITE]
-        if o.dry_run or not todo:
-            for it in todo:
-                for r in it.images_ok:
-                    r.pixels = None
-            return
-        enc = self.encoders
-        t = time.perf_counter()
-        vecs = enc.embed_products([it.passage for it in todo], [[r.pixels for r in it.images_ok] for it in todo])
-        self.times.add("encode", time.perf_counter() - t, len(todo))
-        for i, it in enumerate(todo):
-            k = len(it.images_ok)
-            img_vecs = vecs.image_vectors[i] if vecs.image_vectors is not None else None
-            category = enc.category_label(vecs.categories[i][0]) if k and vecs.categories[i] is not None else None
-            ocr_text = " ".join(r.ocr_text for r in it.images_ok if r.ocr_text)
-            chash = it.chash.incomplete() if it.image_problems else it.chash
-            it.doc = product_document(
-                it.fields, text_vector=vecs.text[i], fused_vector=vecs.fused[i],
-                image_sources=[r.source for r in it.images_ok], image_features=vecs.features[i],
-                image_vectors=img_vecs, predicted_category=category,
-                ocr_text=self.enricher.tokenizer.field_text(ocr_text) if ocr_text else "",
-                content_hash=str(chash), decimals=o.vector_decimals, keep_features=self._keep_features)
-            for r in it.images_ok:
-                r.pixels = None
+        encode_batch(batch, self.encoders, self.enricher, self.times, image_errors=o.image_errors,
+                     dry_run=o.dry_run, decimals=o.vector_decimals, keep_features=self._keep_features)
 
     # ---------------------------------------------------------------- writer thread
     def _write_loop(self, q_in: queue.Queue, writer: BulkWriter | None, rejects: RejectsWriter,
