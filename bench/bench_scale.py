@@ -174,6 +174,38 @@ def renice(pids: list[int | None], niceness: int) -> None:
 VECTOR_FILES = ("vec", "vex", "vem", "veq", "vemq", "vemf")
 
 
+def _vint(b: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = b[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, i
+
+
+def compound_entries(cfe: Path) -> dict[str, int]:
+    """Bytes per file extension inside a Lucene compound file, from its entries file (``.cfe``,
+    Lucene90CompoundFormat: index header, vInt count, then name / offset / length per file)."""
+    b = cfe.read_bytes()
+    i = 4                                     # codec magic
+    n, i = _vint(b, i)
+    i += n + 4 + 16                           # codec name, version, segment id
+    i += 1 + b[i]                             # suffix
+    count, i = _vint(b, i)
+    out: dict[str, int] = {}
+    for _ in range(count):
+        n, i = _vint(b, i)
+        name = b[i:i + n].decode()
+        i += n
+        length = int.from_bytes(b[i + 8:i + 16], "little")   # offset, then length
+        i += 16
+        ext = name.rsplit(".", 1)[-1]
+        out[ext] = out.get(ext, 0) + length
+    return out
+
+
 def index_sizes(client: Any, name: str) -> dict[str, Any]:
     """Store size, segments, Lucene docs and bytes per file extension of ``name``.
 
@@ -186,9 +218,13 @@ def index_sizes(client: Any, name: str) -> dict[str, Any]:
     for node in client.nodes.stats(metric="fs")["nodes"].values():
         for data in node.get("fs", {}).get("data", []):
             for f in Path(data["path"], "indices", uuid).glob("*/index/*"):
-                if f.is_file() and "." in f.name:
-                    ext = f.name.rsplit(".", 1)[1]
-                    files[ext] = files.get(ext, 0) + f.stat().st_size
+                if not f.is_file() or "." not in f.name:
+                    continue
+                ext = f.name.rsplit(".", 1)[1]
+                # a small segment lives in a compound file: count what it holds by extension
+                parts = compound_entries(f.with_suffix(".cfe")) if ext == "cfs" else {ext: f.stat().st_size}
+                for e, size in parts.items():
+                    files[e] = files.get(e, 0) + size
     return {"store_bytes": int(stats["store"]["size_in_bytes"]), "segments": int(stats["segments"]["count"]),
             "lucene_docs": int(stats["docs"]["count"]), "files": files}
 
