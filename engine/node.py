@@ -459,7 +459,7 @@ class LocalEngine:
 
     def _wait_started(self, started: list[tuple[NodeDir, subprocess.Popen]], nodes: list[NodeDir], n: int,
                       timeout: float) -> str:
-        """Wait until every one of ``nodes`` serves HTTP and the cluster is green with ``n`` nodes;
+        """Wait until every one of ``nodes`` serves HTTP and answers that the cluster is green with ``n`` nodes;
         returns the first node's URL.  A node started here that exits, or the timeout, stops the
         ones started here and raises."""
         deadline = time.monotonic() + timeout
@@ -473,7 +473,9 @@ class LocalEngine:
                                       f"last log lines:\n{nd.log_tail()}")
             launchers = running_launchers()
             urls = [nd.url(launchers) for nd in nodes]
-            if all(urls) and self._health(urls[0], "green", nodes=n if n > 1 else None):
+            # every node asked, not only the first: a secured node answers 503 until it has read
+            # the security index, which a cluster can be green without
+            if all(urls) and all(self._health(u, "green", nodes=n if n > 1 else None) for u in urls):
                 return urls[0]  # type: ignore[return-value]
             time.sleep(0.5)
         self._terminate_all([p.pid for _, p in started])
