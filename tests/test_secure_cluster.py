@@ -327,6 +327,18 @@ def test_search_user_queries_keep_being_answered_when_a_node_is_killed(cluster, 
     assert (health["status"], health["number_of_nodes"]) == ("green", 3), health
 
 
+# ---------------------------------------------------------------- stop
+def test_engine_stop_stops_every_secured_node(cluster, local_env):
+    from engine.node_dir import running_launchers
+
+    pids = _pids(cluster)
+    assert all(pids.values()), pids
+    proc = cli("engine", "stop", env=local_env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "stopped node-0, node-1, node-2", proc.stdout + proc.stderr
+    running = {p for ps in (running_launchers() or {}).values() for p in ps}
+    assert not running & set(pids.values()), pids
+    assert all(st.pid is None and st.url is None for st in cluster.node_states())
+
 # ---------------------------------------------------------------- no secret anywhere
 def test_no_password_or_key_in_any_log_checkpoint_rejects_or_output(cluster, sec):
     texts = {f"output {i}": t for i, t in enumerate(OUTPUTS)}
