@@ -209,8 +209,7 @@ def _requests(catalog: Path):
     from query_builder import QueryImage, SearchRequest
 
     photo = QueryImage.from_path(catalog.parent / "img" / "p0.jpg")
-    return [SearchRequest(text="红色 连衣裙"), SearchRequest(text="运动鞋"), SearchRequest(images=(photo,)),
-            SearchRequest(text="红色", images=(photo,))]
+    return [SearchRequest(text="红色 连衣裙"), SearchRequest(images=(photo,)), SearchRequest(text="红色", images=(photo,))]
 
 
 def test_search_user_gets_the_admins_top10_from_every_hybrid_profile(cluster, sec, password_files, catalog):
