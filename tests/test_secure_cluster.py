@@ -99,6 +99,23 @@ def _kill(pid: int) -> None:
         time.sleep(0.1)
 
 
+# ---------------------------------------------------------------- pure: who initialises the security index
+def test_only_the_initialising_node_gets_the_plugin_configuration(tmp_path):
+    from engine.security import SecureNode
+
+    sec = SecureNode(tmp_path / "state")
+    first = sec.configure(tmp_path / "node-0", init_index=True)
+    other = sec.configure(tmp_path / "node-1", init_index=False)
+    assert "-Eplugins.security.allow_default_init_securityindex=true" in first
+    assert "-Eplugins.security.allow_default_init_securityindex=false" in other
+    assert [a for a in first if "allow_default_init" not in a] == [a for a in other if "allow_default_init" not in a]
+    assert (tmp_path / "node-0" / "opensearch-security" / "internal_users.yml").is_file()
+    assert not (tmp_path / "node-1" / "opensearch-security").exists()      # no copy of the users' hashes
+    for node in ("node-0", "node-1"):       # both get the certificates (TLS), keys private
+        assert stat.S_IMODE((tmp_path / node / "node-key.pem").stat().st_mode) == 0o600
+        assert (tmp_path / node / "node.pem").read_bytes() == (sec.dir / "node.pem").read_bytes()
+
+
 # ---------------------------------------------------------------- TLS on every node, security set up once
 def test_cluster_is_green_over_verified_https_on_every_node(cluster, sec, password_files, local_env, tmp_path):
     from cryptography.hazmat.primitives import serialization
@@ -302,6 +319,8 @@ def test_search_user_queries_keep_being_answered_when_a_node_is_killed(cluster, 
         t.join(timeout=60)
     t_end = time.monotonic()
     assert restart.returncode == 0, restart.stderr
+    assert "ca.pem" in restart.stderr and f"already running: {', '.join(sorted(set(before) - {victim}))}" \
+        in restart.stderr, restart.stderr
 
     ok_times = [t for t, ok, _ in log if ok]
     errors = [(round(t - t_kill, 2), why) for t, ok, why in log if not ok]
