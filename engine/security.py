@@ -10,7 +10,10 @@ needs.  This module makes the local node such a cluster (``cmsearch engine start
   the CA certificate (public) is ``<state>/security/ca.pem``, for clients' ``--ca-certs``.
 - internal users with random passwords, stored only as bcrypt hashes in the plugin's
   configuration and in ``<state>/security/credentials.json`` (0600) for their owner; they are
-  set at the first start (``plugins.security.allow_default_init_securityindex``).
+  set at the first start (``plugins.security.allow_default_init_securityindex``).  A cluster's
+  nodes (all on loopback, all of one state dir) share the node certificate, whose registered id
+  in the SAN tells the plugin it is a node's; one of them writes the security index, the others
+  read it (:meth:`SecureNode.configure`).
 - the roles of :func:`role_definitions`: *ingest* (create and load the products index), *search*
   (read-only on it, every profile, no cluster privilege) and *events* (write the events index
   only), described in the README's privileges section.
