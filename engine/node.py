@@ -390,7 +390,10 @@ class LocalEngine:
                 settings = (f"-Ecluster.name={name}", f"-Enode.name={nd.name}", "-Ediscovery.type=",
                             f"-Ediscovery.seed_hosts={seeds}", f"-Ecluster.initial_cluster_manager_nodes={managers}",
                             f"-Etransport.port={ports[nd.name]}")
-                started.append((nd, self._spawn(nd, settings, self.heap or CLUSTER_HEAP, exit_with_parent)))
+                # node-0 alone may create the security index (once, on the first start), so that
+                # two nodes never race to initialise it; the others read it once it is there
+                started.append((nd, self._spawn(nd, settings, self.heap or CLUSTER_HEAP, exit_with_parent,
+                                                init_security=nd.name == nodes[0].name)))
         except BaseException:
             self._terminate_all([p.pid for _, p in started])
             raise
@@ -414,7 +417,8 @@ class LocalEngine:
                           f"`--version {recorded}` (CMSEARCH_ENGINE_VERSION={recorded}), or give {want} another "
                           "state directory (CMSEARCH_ENGINE_DIR): a 3.x node upgrades 2.x data for good, and 2.x cannot read 3.x data")
 
-    def _spawn(self, nd: NodeDir, settings: tuple[str, ...], heap: str, exit_with_parent: bool) -> subprocess.Popen:
+    def _spawn(self, nd: NodeDir, settings: tuple[str, ...], heap: str, exit_with_parent: bool,
+               init_security: bool = True) -> subprocess.Popen:
         self._private_dir(nd.path)
         (nd.path / "logs").mkdir(exist_ok=True)
         # whatever an earlier node left (after kill -9) must not be read as this one's address
@@ -428,7 +432,7 @@ class LocalEngine:
         java = self.java_home() / "bin" / "java"
         plugins: tuple[str, ...] = version.plugin_classes
         if self.secure:
-            settings = (*settings, *SecureNode(self.state_dir).configure(cfg))
+            settings = (*settings, *SecureNode(self.state_dir).configure(cfg, init_index=init_security))
             plugins = (*plugins, SECURITY_PLUGIN_CLASS)
             nd.secure_file.touch()
         else:
@@ -455,7 +459,7 @@ class LocalEngine:
 
     def _wait_started(self, started: list[tuple[NodeDir, subprocess.Popen]], nodes: list[NodeDir], n: int,
                       timeout: float) -> str:
-        """Wait until every one of ``nodes`` serves HTTP and the cluster is green with ``n`` nodes;
+        """Wait until every one of ``nodes`` serves HTTP and answers that the cluster is green with ``n`` nodes;
         returns the first node's URL.  A node started here that exits, or the timeout, stops the
         ones started here and raises."""
         deadline = time.monotonic() + timeout
@@ -469,7 +473,9 @@ class LocalEngine:
                                       f"last log lines:\n{nd.log_tail()}")
             launchers = running_launchers()
             urls = [nd.url(launchers) for nd in nodes]
-            if all(urls) and self._health(urls[0], "green", nodes=n if n > 1 else None):
+            # every node asked, not only the first: a secured node answers 503 until it has read
+            # the security index, which a cluster can be green without
+            if all(urls) and all(self._health(u, "green", nodes=n if n > 1 else None) for u in urls):
                 return urls[0]  # type: ignore[return-value]
             time.sleep(0.5)
         self._terminate_all([p.pid for _, p in started])

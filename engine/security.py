@@ -10,7 +10,10 @@ needs.  This module makes the local node such a cluster (``cmsearch engine start
   the CA certificate (public) is ``<state>/security/ca.pem``, for clients' ``--ca-certs``.
 - internal users with random passwords, stored only as bcrypt hashes in the plugin's
   configuration and in ``<state>/security/credentials.json`` (0600) for their owner; they are
-  set at the first start (``plugins.security.allow_default_init_securityindex``).
+  set at the first start (``plugins.security.allow_default_init_securityindex``).  A cluster's
+  nodes (all on loopback, all of one state dir) share the node certificate, whose registered id
+  in the SAN tells the plugin it is a node's; one of them writes the security index, the others
+  read it (:meth:`SecureNode.configure`).
 - the roles of :func:`role_definitions`: *ingest* (create and load the products index), *search*
   (read-only on it, every profile, no cluster privilege) and *events* (write the events index
   only), described in the README's privileges section.
@@ -186,17 +189,40 @@ class SecureNode:
         _write_private(self.credentials_file, json.dumps({"users": users}, indent=2).encode())
         _write_private(self.ca_file, ca_cert.public_bytes(serialization.Encoding.PEM))  # written last: the marker
 
-    def configure(self, config_dir: Path) -> tuple[str, ...]:
-        """Copy the certificates into a node's config dir, write the plugin's configuration there,
-        and return the node settings (``-E``) that turn TLS and the plugin on."""
+    def configure(self, config_dir: Path, *, init_index: bool = True) -> tuple[str, ...]:
+        """Copy the certificates into a node's config dir and return the node settings (``-E``)
+        that turn TLS and the plugin on.
+
+        ``init_index``: this node writes the users and roles into the security index when the
+        cluster has none yet (the plugin's configuration files are written here for it).  In a
+        cluster exactly one node does, so two nodes never race to create and fill that index;
+        the others wait until it exists and read it (it is replicated to every node).
+        """
         self.ensure()
         _crypto()
-        import bcrypt
-
         config_dir = _private_dir(Path(config_dir))
         for name in ("ca.pem", "node.pem", "node-key.pem"):
             _write_private(config_dir / name, (self.dir / name).read_bytes())
-        sec = _private_dir(config_dir / "opensearch-security")
+        if init_index:
+            self._write_plugin_config(_private_dir(config_dir / "opensearch-security"))
+        return (
+            "-Eplugins.security.ssl.transport.pemcert_filepath=node.pem",
+            "-Eplugins.security.ssl.transport.pemkey_filepath=node-key.pem",
+            "-Eplugins.security.ssl.transport.pemtrustedcas_filepath=ca.pem",
+            "-Eplugins.security.ssl.transport.enforce_hostname_verification=false",
+            "-Eplugins.security.ssl.http.enabled=true",
+            "-Eplugins.security.ssl.http.pemcert_filepath=node.pem",
+            "-Eplugins.security.ssl.http.pemkey_filepath=node-key.pem",
+            "-Eplugins.security.ssl.http.pemtrustedcas_filepath=ca.pem",
+            f"-Eplugins.security.allow_default_init_securityindex={'true' if init_index else 'false'}",
+            "-Eplugins.security.audit.type=noop",
+            "-Eplugins.security.system_indices.enabled=true",
+        )
+
+    def _write_plugin_config(self, sec: Path) -> None:
+        """The plugin's configuration files (users as bcrypt hashes, roles, mappings), 0600."""
+        import bcrypt
+
         creds = self.credentials()
         users = {u: {"hash": bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=12)).decode(),
                      "description": f"cmsearch local {ROLE_OF[u]} user"}
@@ -221,19 +247,6 @@ class SecureNode:
         }
         for name, content in files.items():   # JSON is YAML: no YAML writer needed
             _write_private(sec / name, json.dumps(content, indent=1).encode())
-        return (
-            "-Eplugins.security.ssl.transport.pemcert_filepath=node.pem",
-            "-Eplugins.security.ssl.transport.pemkey_filepath=node-key.pem",
-            "-Eplugins.security.ssl.transport.pemtrustedcas_filepath=ca.pem",
-            "-Eplugins.security.ssl.transport.enforce_hostname_verification=false",
-            "-Eplugins.security.ssl.http.enabled=true",
-            "-Eplugins.security.ssl.http.pemcert_filepath=node.pem",
-            "-Eplugins.security.ssl.http.pemkey_filepath=node-key.pem",
-            "-Eplugins.security.ssl.http.pemtrustedcas_filepath=ca.pem",
-            "-Eplugins.security.allow_default_init_securityindex=true",
-            "-Eplugins.security.audit.type=noop",
-            "-Eplugins.security.system_indices.enabled=true",
-        )
 
     # ---- talking to it ----------------------------------------------------------------
     def ssl_context(self) -> ssl.SSLContext:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -22,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from secure_helpers import (ADMIN, EVENTS, INGEST, MODELS, REPO, SEARCH, client_for, fresh_secure_engine, make_cli,
+                            one_line_error, places_with_secrets, secret_strings, write_catalog)
+from secure_helpers import password_files as write_password_files
 
 pytestmark = [pytest.mark.engine, pytest.mark.models]
 
-MODELS = Path(os.environ.get("CMSEARCH_MODELS_DIR", Path.home() / ".cache" / "cmsearch" / "models"))
-ADMIN, INGEST, SEARCH, EVENTS = "admin", "cmsearch-ingest", "cmsearch-search", "cmsearch-events"
 SUFFIX = uuid.uuid4().hex[:8]
 PRODUCTS = f"products-sec-{SUFFIX}"          # inside the roles' products-* pattern
 OTHER = f"other-sec-{SUFFIX}"                # outside every role's patterns
@@ -36,23 +33,15 @@ EVENTS_INDEX = f"cmsearch-events-sec-{SUFFIX}"
 # every text a command printed, every file it wrote: searched for secrets at the end
 OUTPUTS: list[str] = []
 WRITTEN: list[Path] = []
+cli = make_cli(OUTPUTS)
 
 
 @pytest.fixture(scope="module")
 def secure_engine():
-    from engine import LocalEngine
-
     if not (MODELS / "manifest.json").is_file():
         pytest.skip(f"models not built at {MODELS} (cmsearch models build)")
-    build = LocalEngine(state_dir=Path(os.environ.get("CMSEARCH_TEST_ENGINE_DIR", REPO / ".state" / "test-engine")))
-    build.build()
     state = Path(os.environ.get("CMSEARCH_TEST_SECURE_DIR", REPO / ".state" / "test-secure-engine"))
-    eng = LocalEngine(state_dir=state, secure=True, heap="768m")
-    if eng.url() is not None:   # another session's node: run our own beside it
-        eng = LocalEngine(state_dir=state.with_name(f"{state.name}-{os.getpid()}"), secure=True, heap="768m")
-    shutil.rmtree(eng.state_dir, ignore_errors=True)     # fresh users, certificates and data
-    eng.state_dir.mkdir(parents=True)
-    eng.build_dir.symlink_to(build.build_dir, target_is_directory=True)
+    eng = fresh_secure_engine(state, heap="768m")
     eng.start(exit_with_parent=True, timeout=300)
     yield eng
     eng.stop()
@@ -74,68 +63,12 @@ def url(secure_engine):
 
 @pytest.fixture(scope="module")
 def password_files(sec, tmp_path_factory):
-    d = tmp_path_factory.mktemp("pw")
-    out = {}
-    for user, pw in sec.credentials().passwords.items():
-        p = d / user
-        p.write_text(pw + "\n")
-        p.chmod(0o600)
-        out[user] = p
-    return out
-
-
-def client_for(url: str, sec, user: str | None, password: str | None = None):
-    from engine.client import ConnectionSettings
-
-    return ConnectionSettings(url=url, user=user, password=password if password is not None else (
-        sec.credentials().password(user) if user else None), ca_certs=str(sec.ca_file)).client()
-
-
-def cli(*args: str, user: str | None = None, password_file: Path | None = None, env: dict | None = None,
-        cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the cmsearch command line as ``user`` (password from its file); the output is kept."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("OPENSEARCH_")}
-    e["CMSEARCH_ENGINE_DIR"] = str(REPO / ".state" / "no-local-engine")   # never the user's own node
-    e.update(env or {})
-    if user:
-        e["OPENSEARCH_USER"] = user
-    if password_file:
-        e["OPENSEARCH_PASSWORD_FILE"] = str(password_file)
-    proc = subprocess.run([sys.executable, "-m", "cmsearch.cli", *args], capture_output=True, text=True,
-                          env=e, cwd=cwd or REPO, timeout=600)
-    OUTPUTS.extend([proc.stdout, proc.stderr])
-    return proc
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def _jpeg(path: Path, color) -> None:
-    from PIL import Image
-
-    Image.new("RGB", (64, 64), color).save(path, "JPEG")
+    return write_password_files(sec, tmp_path_factory.mktemp("pw"))
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("catalog")
-    (d / "img").mkdir()
-    rows = []
-    for i in range(8):
-        _jpeg(d / "img" / f"p{i}.jpg", (30 * i, 120, 220 - 20 * i))
-        rows.append({"id": f"p{i}", "title": ["红色 连衣裙", "蓝色 运动鞋", "黑色 双肩包", "白色 衬衫"][i % 4] + f" {i}",
-                     "brand": ["northwind", "contoso"][i % 2], "category": ["服装", "女装"],
-                     "price": 10 + i, "images": [f"img/p{i}.jpg"]})
-    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
-    lines.append(json.dumps({"id": "bad", "price": 3}))          # no title: a reject
-    path = d / "catalog.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_catalog(tmp_path_factory.mktemp("catalog"))
 
 
 # ---------------------------------------------------------------- TLS and the node's files
@@ -364,16 +297,10 @@ def test_local_secured_node_is_found_and_verified_by_default(secure_engine, url,
 
 # ---------------------------------------------------------------- no secret anywhere
 def test_no_password_or_key_in_any_output_log_checkpoint_or_rejects(secure_engine, sec):
-    secrets_ = list(sec.credentials().passwords.values())
-    for key in (sec.dir / "ca-key.pem", sec.dir / "node-key.pem"):
-        body = [ln for ln in key.read_text().splitlines() if ln and not ln.startswith("-----")]
-        secrets_ += [body[1], body[-2]]             # lines from inside the key
     texts = {f"output {i}": t for i, t in enumerate(OUTPUTS)}
     files = [f for f in WRITTEN if f.exists()]
     files += [f for f in secure_engine.state_dir.rglob("*") if f.is_file() and "logs" in f.parts]
     assert any("logs" in f.parts for f in files) and len(OUTPUTS) > 20
     for f in files:
         texts[str(f)] = f.read_text(errors="replace")
-    for where, text in texts.items():
-        for s in secrets_:
-            assert s not in text, f"a secret appears in {where}"
+    assert not places_with_secrets(texts, secret_strings(sec))
