@@ -85,6 +85,9 @@ class FusionCapabilities:
             return False, f"the cluster has no '{fusion.combination}' combination"
         if fusion.lower_bounds and not self.lower_bounds and (
                 retrievers is None or any(fusion.lower_bound(kind) is not None for kind in retrievers)):
+            if self.premade:   # a searcher that may not create pipelines cannot try bounds by scores
+                return False, ("whether the cluster's min_max honours lower_bounds is not known (pipelines made "
+                               "beforehand are not tried for it); fused client-side with the profile's bounds")
             return False, ("the cluster's min_max does not honour lower_bounds (neural-search 3.2+); fused "
                            "client-side with the profile's bounds")
         return True, ""

@@ -15,6 +15,7 @@ from test_search_live import catalog, searcher, text_request  # noqa: F401 - cat
 from analysis import AliasTable, Tokenizer, Vocabulary
 from query_builder import (FusionSpec, Profile, ProfileError, QueryVectors, RankedList, SearchError, SearchRequest,
                            build_search, detect_fusion, fuse, load_profile, normalize_scores, understand)
+from query_builder import calls, fusion_probe
 from query_builder.bodies import profile_pipelines
 from query_builder.results import hit_id
 from query_builder.fusion_methods import MIN_SCORE, LowerBound, min_max_bounded
@@ -234,6 +235,8 @@ def test_bounds_go_server_side_only_where_the_probe_found_them():
     assert not ok and "does not honour lower_bounds" in why and "client-side" in why
     assert replace(CAPS, lower_bounds=True).supports(spec, (0.5, 0.5)) == (True, "")
     assert CAPS.supports(FusionSpec(), (0.5, 0.5)) == (True, "")
+    ok, why = replace(CAPS, premade=True).supports(spec, (0.5, 0.5))
+    assert not ok and "not known" in why and "client-side" in why
 
 
 def test_bounds_of_retrievers_that_do_not_run_do_not_keep_a_search_client_side():
@@ -254,6 +257,20 @@ def test_2_19_takes_lower_bounds_but_ignores_them_so_the_probe_says_no(os_client
     assert not caps.lower_bounds
     left = os_client.transport.perform_request("GET", "/_search/pipeline")
     assert not [name for name in left if name.startswith("cmsearch-probe-")]
+    # what the probe measured: 2.19 accepts an apply-at-0 bound, and the second hit still gets
+    # plain min-max's 0.001 of the first's score (0.5 where the bound counts)
+    body = {"phase_results_processors": [{"normalization-processor": {
+        "normalization": {"technique": "min_max", "parameters": {"lower_bounds": [
+            {"mode": "apply", "min_score": 0.0}, {"mode": "ignore"}]}},
+        "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [0.5, 0.5]}}}}]}
+    os_client.transport.perform_request("PUT", "/_search/pipeline/cmsearch-test-bounds", body=body)
+    try:
+        doc = calls.run_sync(os_client, fusion_probe._first_id(catalog[0]))
+        share = calls.run_sync(os_client, fusion_probe._second_hit_share(catalog[0], "cmsearch-test-bounds",
+                                                                         caps.pagination_depth, doc))
+    finally:
+        os_client.transport.perform_request("DELETE", "/_search/pipeline/cmsearch-test-bounds")
+    assert share == pytest.approx(0.001, abs=1e-5)
 
 
 @pytest.mark.engine
