@@ -266,7 +266,7 @@ class FusionSpec:
       "ignore", "min_score": x}`` (:class:`~query_builder.fusion_methods.LowerBound`).  Keyed by
       kind, not listed by position, because a request runs only some of the retrievers: each
       sub-query that runs takes its own retriever's bound, the others none.  Held as
-      ``(kind, bound)`` pairs in profile order so the spec stays hashable.
+      ``(kind, bound)`` pairs, in the order given, so the spec stays hashable.
     """
 
     normalization: str = "min_max"
