@@ -39,7 +39,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["FusionMethod", "Combination", "LowerBound", "BOUND_MODES", "NO_BOUND_PARAM", "min_max_bounded",
-           "FUSION_METHODS", "COMBINATION_METHODS", "register_fusion", "register_combination", "fusion_method", "combination_method", "MIN_SCORE", "SINGLE_RESULT_SCORE"]
+           "FUSION_METHODS", "COMBINATION_METHODS", "register_fusion", "register_combination", "fusion_method",
+           "combination_method", "MIN_SCORE", "SINGLE_RESULT_SCORE"]
 
 MIN_SCORE = 0.001
 SINGLE_RESULT_SCORE = 1.0

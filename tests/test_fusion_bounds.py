@@ -226,7 +226,8 @@ def test_a_bounded_pipeline_needs_the_sub_queries_kinds():
 
 
 # --- routing --------------------------------------------------------------------------------
-CAPS = FusionCapabilities(hybrid=True, normalizations=frozenset({"min_max"}), combinations=frozenset({"arithmetic_mean"}))
+CAPS = FusionCapabilities(hybrid=True, normalizations=frozenset({"min_max"}),
+                          combinations=frozenset({"arithmetic_mean"}))
 
 
 def test_bounds_go_server_side_only_where_the_probe_found_them():
