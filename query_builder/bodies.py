@@ -147,7 +147,7 @@ class BuiltSearch:
         """The search pipeline the server-side body needs (None for a single retriever)."""
         if not self.is_fused:
             return None
-        return search_pipeline(self.profile_name, self.fusion, self.weights)
+        return search_pipeline(self.profile_name, self.fusion, self.weights, self.retrievers)
 
     @property
     def server_fits(self) -> bool:
@@ -362,7 +362,8 @@ def profile_pipelines(profile: Profile) -> list[SearchPipeline]:
     out: dict[str, SearchPipeline] = {}
     for active in active_retriever_sets(profile):
         if 1 < len(active) <= Hybrid.MAX_QUERIES:
-            p = search_pipeline(profile.name, profile.fusion, sub_query_weights(active))
+            p = search_pipeline(profile.name, profile.fusion, sub_query_weights(active),
+                                tuple(r.kind for r in active))
             out.setdefault(p.name, p)
     return list(out.values())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .fusion_methods import MIN_SCORE, combination_method, fusion_method
+from .fusion_methods import MIN_SCORE, combination_method, fusion_method, min_max_bounded
 from .profile import FusionSpec
 
 __all__ = ["RankedList", "FusedDoc", "normalize_scores", "combine", "fuse", "MIN_SCORE"]
@@ -53,7 +53,11 @@ def fuse(lists: Sequence[RankedList], weights: Sequence[float], fusion: FusionSp
     norm: dict[str, list[float | None]] = {}
     ranks: dict[str, list[int | None]] = {}
     for i, rl in enumerate(lists):
-        normalized = normalize_scores([s for _, s in rl.hits], fusion.normalization, fusion.rank_constant)
+        scores = [s for _, s in rl.hits]
+        if fusion.lower_bounds:   # min_max with each retriever's own bound (None: plain)
+            normalized = min_max_bounded(scores, fusion.lower_bound(rl.retriever))
+        else:
+            normalized = normalize_scores(scores, fusion.normalization, fusion.rank_constant)
         for rank, ((doc, score), ns) in enumerate(zip(rl.hits, normalized), start=1):
             if doc in raw and raw[doc][i] is not None:
                 continue  # a retriever lists each doc once; keep its best position

@@ -9,7 +9,10 @@ ranking does not change when a search moves between the two paths:
 
 - ``min_max``: ``(s - min) / (max - min)`` over that retriever's returned list;
   a score equal to the min becomes 0.001 (not 0, so it still counts as found);
-  a list whose scores are all equal gets 1.0.
+  a list whose scores are all equal gets 1.0.  A :class:`LowerBound` (neural-search 3.0+,
+  ``parameters.lower_bounds``, one per sub-query) puts a fixed score in place of the list's
+  min, so a k-NN list's last neighbour is not stretched to 0 however similar it is; see
+  :func:`min_max_bounded` for its modes (as 3.2+ computes them).
 - ``l2``: ``s / sqrt(sum(s^2))`` over the list.
 - ``z_score``: ``(s - mean) / std`` (sample std); at or below the mean 0.001;
   a score equal to the mean takes the list's max raw score and a zero std the
@@ -30,15 +33,46 @@ entry's processor in a throw-away pipeline and keeps the entries that work.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["FusionMethod", "Combination", "FUSION_METHODS", "COMBINATION_METHODS", "register_fusion",
-           "register_combination", "fusion_method", "combination_method", "MIN_SCORE", "SINGLE_RESULT_SCORE"]
+__all__ = ["FusionMethod", "Combination", "LowerBound", "BOUND_MODES", "NO_BOUND_PARAM", "min_max_bounded",
+           "FUSION_METHODS", "COMBINATION_METHODS", "register_fusion", "register_combination", "fusion_method",
+           "combination_method", "MIN_SCORE", "SINGLE_RESULT_SCORE"]
 
 MIN_SCORE = 0.001
 SINGLE_RESULT_SCORE = 1.0
+BOUND_MODES = ("apply", "clip", "ignore")
+BOUND_SCORE_LIMIT = 10_000.0   # neural-search refuses a bound's min_score outside [-10000, 10000]
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """One sub-query's min-max lower bound: ``mode`` (``apply``, ``clip``, ``ignore``) and the score
+    that stands in for the list's min (``min_score``, in that retriever's raw score units).
+    The defaults are neural-search's (``apply``, 0.0)."""
+
+    mode: str = "apply"
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in BOUND_MODES:
+            raise ValueError(f"lower bound mode {self.mode!r}; allowed: {list(BOUND_MODES)}")
+        if isinstance(self.min_score, bool) or not isinstance(self.min_score, (int, float)) \
+                or not math.isfinite(self.min_score) or abs(self.min_score) > BOUND_SCORE_LIMIT:
+            raise ValueError(f"lower bound min_score must be a number within [-{BOUND_SCORE_LIMIT:g}, "
+                             f"{BOUND_SCORE_LIMIT:g}], got {self.min_score!r}")
+        object.__setattr__(self, "min_score", float(self.min_score))
+
+    def to_param(self) -> dict[str, Any]:
+        """The ``lower_bounds`` entry of the normalization processor's parameters."""
+        return {"mode": self.mode, "min_score": self.min_score}
+
+
+# the entry for a sub-query without a bound: plain min-max in every release that takes bounds
+NO_BOUND_PARAM: Mapping[str, str] = MappingProxyType({"mode": "ignore"})
 
 
 @dataclass(frozen=True)
@@ -110,13 +144,62 @@ def combination_method(name: str) -> Combination:
 
 # --- normalizations ------------------------------------------------------------------------
 def _min_max(scores: Sequence[float], _rank_constant: int = 60) -> list[float]:
+    return min_max_bounded(scores, None)
+
+
+def _f32(x: float) -> float:
+    """``x`` as the server holds it: scores and bounds are Java floats there."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def min_max_bounded(scores: Sequence[float], bound: LowerBound | None) -> list[float]:
+    """Min-max over one retriever's list, with neural-search 3.2+'s lower bound ``bound``.
+
+    Per score ``s`` (``lo``, ``hi``: the list's min and max), the min it is normalized against is:
+
+    - ``apply``: the bound when ``hi > bound`` and ``s > bound``; else ``lo``.  A score at or
+      below the bound is normalized against the list's own min, so it can come out *above* a
+      score just over the bound (the server does this; the mirror keeps it).
+    - ``clip``: the bound, unless ``hi < bound`` (then ``lo``); a score below it gets 0.001.
+    - ``ignore`` (or no bound): ``lo``, plain min-max.
+
+    Then ``(s - min) / (hi - min)``, 0 becoming 0.001; ``min == hi`` (a clip bound equal to the
+    max) gives 1.0, as does a list whose scores are all equal.  neural-search 3.0 and 3.1 differ at
+    the edges (no 0.001 floor in ``apply``, a negative score below a ``clip`` bound), which is why
+    the probe asks for the 3.2+ behaviour before bounds go server-side.
+    """
+    if not scores:
+        return []
     lo, hi = min(scores), max(scores)
+    if bound is None or bound.mode == "ignore":
+        out = []
+        for s in scores:
+            if hi == lo and s == hi:
+                out.append(SINGLE_RESULT_SCORE)
+                continue
+            n = (s - lo) / (hi - lo)
+            out.append(MIN_SCORE if n == 0 else n)
+        return out
+    # with a bound the comparisons are the server's, between Java floats (a bound of 0.6 and a
+    # score of 0.6 are equal there, and not as Python floats)
+    b, lo32, hi32 = _f32(bound.min_score), _f32(lo), _f32(hi)
     out = []
     for s in scores:
         if hi == lo and s == hi:
             out.append(SINGLE_RESULT_SCORE)
             continue
-        n = (s - lo) / (hi - lo)
+        s32 = _f32(s)
+        if bound.mode == "apply":
+            eff_min = b if (hi32 > b and s32 > b) else lo32
+        else:   # clip
+            eff_min = lo32 if hi32 < b else b
+            if s32 < eff_min:
+                out.append(MIN_SCORE)
+                continue
+        if eff_min == hi32:
+            out.append(SINGLE_RESULT_SCORE)
+            continue
+        n = (s32 - eff_min) / (hi32 - eff_min)
         out.append(MIN_SCORE if n == 0 else n)
     return out
 

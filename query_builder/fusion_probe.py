@@ -12,6 +12,8 @@ version number: ``z_score`` (3.0) is one more normalization to try; weighted RRF
 told by the score of the first hit, not by the pipeline being accepted (2.19's normalization
 processor accepts parameters it does not know and ignores them); a node without neural-search
 (the local 3.x node) has no hybrid query at all, and every search is fused client-side.
+Min-max lower bounds are told the same way, by scores (:func:`_bounds_honoured`): 2.19 takes
+``lower_bounds`` (even malformed ones) and normalizes without them.
 
 A searcher on a secured cluster usually may not create pipelines (a cluster privilege a
 read-only role does not hold).  So a searcher's probe first runs its tiny query through the
@@ -50,14 +52,19 @@ class FusionCapabilities:
     detail: str = ""
     shards: int = 1                              # shards of the probed index (its hybrid query's _shards.total)
     premade: bool = False                        # may not create pipelines: names those an admin made
+    lower_bounds: bool = False                   # min_max honours lower_bounds as neural-search 3.2+ does
 
     @property
     def rrf(self) -> bool:
         """The score-ranker-processor (RRF) works."""
         return "rrf" in self.normalizations
 
-    def supports(self, fusion: FusionSpec, weights: tuple[float, ...]) -> tuple[bool, str]:
-        """Whether this fusion can run server-side, and if not, why (for the result's notes)."""
+    def supports(self, fusion: FusionSpec, weights: tuple[float, ...],
+                 retrievers: tuple[str, ...] | None = None) -> tuple[bool, str]:
+        """Whether this fusion can run server-side, and if not, why (for the result's notes).
+
+        ``retrievers``: the sub-queries' kinds; without them, a profile with lower bounds counts as
+        bounded whichever of its retrievers run (client-side fusion is then exact, if slower)."""
         if not self.hybrid:
             return False, f"the cluster has no hybrid search ({self.detail or 'neural-search not available'})"
         method = fusion.method
@@ -76,6 +83,13 @@ class FusionCapabilities:
                            "client-side")
         if not method.rank_based and fusion.combination not in self.combinations:
             return False, f"the cluster has no '{fusion.combination}' combination"
+        if fusion.lower_bounds and not self.lower_bounds and (
+                retrievers is None or any(fusion.lower_bound(kind) is not None for kind in retrievers)):
+            if self.premade:   # a searcher that may not create pipelines cannot try bounds by scores
+                return False, ("whether the cluster's min_max honours lower_bounds is not known (pipelines made "
+                               "beforehand are not tried for it); fused client-side with the profile's bounds")
+            return False, ("the cluster's min_max does not honour lower_bounds (neural-search 3.2+); fused "
+                           "client-side with the profile's bounds")
         return True, ""
 
 
@@ -142,6 +156,64 @@ def _weights_count(index: str, pipeline: str, depth: bool) -> Flow[bool]:
     if not hits or hits[0].get("_score") is None:
         return False
     return abs(float(hits[0]["_score"]) - _PROBE_WEIGHTS[0] / 61) < 1e-5
+
+
+def _first_id(index: str) -> Flow[str | None]:
+    try:
+        resp = yield calls.search(index, {"query": {"match_all": {}}, "size": 1, "_source": False})
+    except NotFoundError:
+        raise
+    except (OpenSearchException, TransportError):
+        return None
+    hits = (resp or {}).get("hits", {}).get("hits") or []
+    return hits[0].get("_id") if hits else None
+
+
+def _second_hit_share(index: str, pipeline: str, depth: bool, doc_id: str) -> Flow[float | None]:
+    """A hybrid query whose first list scores ``doc_id`` 2 and every other product 1 (beside a
+    list that matches nothing): the second hit's score over the first's, None if it tells nothing."""
+    first = {"bool": {"must": [{"match_all": {}}], "should": [{"ids": {"values": [doc_id]}}]}}
+    hybrid: dict[str, Any] = {"queries": [first, {"match_none": {}}]}
+    if depth:
+        hybrid["pagination_depth"] = 10
+    try:
+        resp = yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 2, "_source": False},
+                                  {"search_pipeline": pipeline})
+    except NotFoundError:
+        raise
+    except (OpenSearchException, TransportError):
+        return None
+    hits = (resp or {}).get("hits", {}).get("hits") or []
+    if len(hits) < 2 or hits[0].get("_id") != doc_id or not hits[0].get("_score") or hits[1].get("_score") is None:
+        return None
+    return float(hits[1]["_score"]) / float(hits[0]["_score"])
+
+
+# (bound of the first list, the second hit's share when the bound counts the 3.2+ way): raw scores
+# 2 and 1; apply at 0 gives 1 / 2 (plain min-max: 0.001); clip at 1.5 gives 0.001 in 3.2+, where
+# 3.0 and 3.1 give (1 - 1.5) / (2 - 1.5) = -1
+_BOUND_PROBES = (({"mode": "apply", "min_score": 0.0}, 0.5), ({"mode": "clip", "min_score": 1.5}, 0.001))
+
+
+def _bounds_honoured(index: str, probe: str, depth: bool, created: list[str]) -> Flow[bool]:
+    """Whether min_max honours ``lower_bounds`` as neural-search 3.2+ does (the client-side mirror's
+    semantics).  An index with fewer than two products tells nothing, and counts as no."""
+    doc_id = yield from _first_id(index)
+    if doc_id is None:
+        return False
+    base = FUSION_METHODS[_BASE_METHOD]
+    for i, (bound, share) in enumerate(_BOUND_PROBES):
+        processor = base.probe_processor(_BASE_COMBINATION)
+        processor["normalization-processor"]["normalization"]["parameters"] = {
+            "lower_bounds": [bound, {"mode": "ignore"}]}
+        pipe = f"{probe}-bounds{i}"
+        if not (yield from _put(pipe, processor)):
+            return False
+        created.append(pipe)
+        got = yield from _second_hit_share(index, pipe, depth, doc_id)
+        if got is None or abs(got - share) > 1e-4:
+            return False
+    return True
 
 
 _DENIED = "this user may not create search pipelines (cluster:admin/search/pipeline/put)"
@@ -223,8 +295,10 @@ def _probe_all(index: str) -> Flow[FusionCapabilities]:
             if (yield from _put(pipe, base_method.probe_processor(combination))):
                 created.append(pipe)
                 combos.add(combination)
+        bounds = yield from _bounds_honoured(index, probe, depth, created)
         return FusionCapabilities(hybrid=True, normalizations=frozenset(methods), combinations=frozenset(combos),
-                                  pagination_depth=depth, shards=shards, weighted=frozenset(weighted))
+                                  pagination_depth=depth, shards=shards, weighted=frozenset(weighted),
+                                  lower_bounds=bounds)
     finally:
         for name in created:
             yield from _delete(name)

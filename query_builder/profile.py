@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from mappings import fields as schema
 
-from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS, FusionMethod, fusion_method
+from .fusion_methods import COMBINATION_METHODS, FUSION_METHODS, FusionMethod, LowerBound, fusion_method
 from .retrievers import (INPUT_IMAGE_FEATURE, INPUT_IMAGE_VECTOR, INPUT_TEXT, INPUT_TEXT_VECTOR, INPUTS,
                          REQUEST_KINDS, RETRIEVERS, RetrieverKind, request_kind, retriever)
 
@@ -226,6 +226,31 @@ class LexicalSpec:
                 "corrections": self.corrections}
 
 
+def _lower_bounds(value: Any) -> tuple[tuple[str, LowerBound], ...]:
+    """``fusion.lower_bounds`` checked: an object by retriever kind (or the pairs it is held as)."""
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], LowerBound)
+                                        for p in value):
+        items = list(value)
+    elif isinstance(value, Mapping):
+        items = list(value.items())
+    else:
+        raise ProfileError("fusion lower_bounds must be an object by retriever kind, e.g. "
+                           '{"text_knn": {"mode": "clip", "min_score": 0.6}}')
+    out = []
+    for kind, bound in items:
+        where = f"fusion lower_bounds.{kind}"
+        if kind not in RETRIEVERS:
+            raise ProfileError(f"{where}: unknown retriever; allowed: {list(RETRIEVERS)}")
+        if not isinstance(bound, LowerBound):
+            d = _strict(LowerBound, bound, where)
+            try:
+                bound = LowerBound(**d)
+            except ValueError as exc:
+                raise ProfileError(f"{where}: {exc}") from None
+        out.append((kind, bound))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class FusionSpec:
     """How sub-query results become one list.
@@ -237,12 +262,18 @@ class FusionSpec:
     - ``mode``: ``server`` (neural-search hybrid query and a search pipeline; an
       error if the cluster cannot), ``client`` (one msearch, fused in Python),
       ``auto`` (server when the cluster supports this fusion, else client).
+    - ``lower_bounds``: ``min_max`` only; by retriever kind, ``{"mode": "apply" | "clip" |
+      "ignore", "min_score": x}`` (:class:`~query_builder.fusion_methods.LowerBound`).  Keyed by
+      kind, not listed by position, because a request runs only some of the retrievers: each
+      sub-query that runs takes its own retriever's bound, the others none.  Held as
+      ``(kind, bound)`` pairs, in the order given, so the spec stays hashable.
     """
 
     normalization: str = "min_max"
     combination: str = "arithmetic_mean"
     rank_constant: int = 60
     mode: str = "auto"
+    lower_bounds: Any = ()
 
     def __post_init__(self) -> None:
         if self.normalization not in FUSION_METHODS:
@@ -254,6 +285,17 @@ class FusionSpec:
         _positive(self.rank_constant, "fusion rank_constant", integer=True)
         if self.rank_constant > 10_000:
             raise ProfileError("fusion rank_constant must be at most 10000")
+        object.__setattr__(self, "lower_bounds", _lower_bounds(self.lower_bounds))
+        if self.lower_bounds and self.normalization != "min_max":
+            raise ProfileError(f"fusion lower_bounds are a min_max option; normalization is {self.normalization!r}")
+
+    def lower_bound(self, kind: str) -> LowerBound | None:
+        """The bound of retriever ``kind``'s sub-query (None: plain min-max)."""
+        return dict(self.lower_bounds).get(kind)
+
+    def bounds_dict(self) -> dict[str, dict[str, Any]]:
+        """``lower_bounds`` as a profile file writes it."""
+        return {kind: {"mode": b.mode, "min_score": b.min_score} for kind, b in self.lower_bounds}
 
     @property
     def method(self) -> FusionMethod:
@@ -263,7 +305,11 @@ class FusionSpec:
     @property
     def label(self) -> str:
         """How explain names this fusion, e.g. ``min_max + arithmetic_mean``."""
-        return self.method.label(self.combination, self.rank_constant)
+        label = self.method.label(self.combination, self.rank_constant)
+        if self.lower_bounds:
+            label += " (lower bounds " + ", ".join(f"{kind} {b.mode} {b.min_score:g}"
+                                                   for kind, b in self.lower_bounds) + ")"
+        return label
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FusionSpec":
@@ -406,6 +452,10 @@ class Profile:
         if len(set(kinds)) != len(kinds):
             raise ProfileError(f"profile {self.name}: a retriever is listed twice: {kinds}")
         object.__setattr__(self, "retrievers", rs)
+        unbounded = [kind for kind, _ in self.fusion.lower_bounds if kind not in kinds]
+        if unbounded:
+            raise ProfileError(f"profile {self.name}: fusion lower_bounds name retrievers it does not have: "
+                               f"{unbounded}; its retrievers: {kinds}")
         _positive(self.candidates, "candidates", integer=True)
         if self.candidates > 10_000:
             raise ProfileError("candidates must be at most 10000")
@@ -477,6 +527,10 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.fusion.lower_bounds:
+            d["fusion"]["lower_bounds"] = self.fusion.bounds_dict()
+        else:
+            del d["fusion"]["lower_bounds"]   # a profile without bounds writes what it always did
         d["lexical"] = self.lexical.to_dict()
         d["retrievers"] = [{**{k: v for k, v in asdict(r).items()
                                if not (k in ("min_score", "no_words_min_score") and v is None)},
