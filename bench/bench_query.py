@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             if enc is None and kind == "photo":
                 rows.append((kind, prof.name, Series(errors=["no query text: lexical search has nothing to match"])))
                 continue
-            searcher = TimedSearcher(tclient, prof, None, index=args.index, vocabulary_max_age_s=float("inf"))
+            # with the space, as a real searcher: the floors are shipped behaviour (the request is
+            # encoded before, and timed apart)
+            searcher = TimedSearcher(tclient, prof, enc, index=args.index, vocabulary_max_age_s=float("inf"))
             t0 = time.perf_counter()
             s = measure(qs, searcher, tclient, enc, args.size, args.warmup)
             print(f"  {kind:<11} {prof.name:<14} {len(s.total)} queries in {time.perf_counter() - t0:.0f} s"

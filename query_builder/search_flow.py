@@ -295,7 +295,7 @@ class SearcherCore:
             why = "more retrievers than a hybrid query holds"
         else:
             assert caps is not None, "routing a fused search needs the cluster's capabilities"
-            ok, why = caps.supports(built.fusion, built.weights)
+            ok, why = caps.supports(built.fusion, built.weights, built.retrievers)
             if ok:
                 return "server", None
         if built.fusion.mode == "server":

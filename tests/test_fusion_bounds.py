@@ -246,6 +246,21 @@ def test_bounds_of_retrievers_that_do_not_run_do_not_keep_a_search_client_side()
     assert not CAPS.supports(spec, (0.5, 0.5), ("lexical", "text_knn"))[0]
 
 
+def test_the_searcher_routes_by_the_bounds_of_the_retrievers_that_run():
+    """A photo request of a profile with text bounds only runs unbounded retrievers: it is fused
+    server-side on a cluster without bounds, and a text request of the same profile is not."""
+    from query_builder.search_flow import SearcherCore
+
+    p = _bounded(load_profile("hybrid_minmax"), text_knn=("clip", 0.6))
+    core = SearcherCore(None, p, index="products")
+    photo = _built(p, SearchRequest(vectors=QueryVectors(image=VEC, image_feature=VEC)))
+    assert "text_knn" not in photo.retrievers and photo.is_fused
+    assert core._route(photo, CAPS) == ("server", None)
+    text = _built(p, SearchRequest(text="红色 椅子", vectors=QueryVectors(text=VEC)))
+    path, why = core._route(text, CAPS)
+    assert path == "client" and "lower_bounds" in why
+
+
 # --- live, on the 2.19 test node (the 3.5 node has no neural-search: the server-side path with
 # bounds cannot run here) -------------------------------------------------------------------
 BOUNDS = {"text_knn": ("clip", 0.75), "text_image_knn": ("apply", 0.5)}
