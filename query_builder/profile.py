@@ -173,6 +173,11 @@ class LexicalSpec:
       pinyin or initials (``lianyiqun``, ``ydx``); 0 turns it off.
     - ``fuzzy``: Latin words of four or more letters that the index does not know also match
       one or two edits away (``fuzziness: AUTO``, first letter kept).
+    - ``max_fuzzy_words``: a query with more unknown Latin words than this gets no fuzzy
+      reading (its corrections are still offered).  A typo is one or two words of a query; three
+      or more words the titles do not hold are words of another vocabulary (a description's),
+      which that reading, needing every one of them to match a title fuzzily, almost never
+      finds, at the price of the slowest lexical searches of all.
     - ``corrections``: a Chinese run that reads like an indexed word it is not (``连衣群``) also
       searches that word, and the result says "did you mean".
 
@@ -190,12 +195,14 @@ class LexicalSpec:
     boosts_retrieve: bool = False
     pinyin: float = 1.0
     fuzzy: bool = True
+    max_fuzzy_words: int = 2
     corrections: bool = True
 
     def __post_init__(self) -> None:
         for flag in ("boosts_retrieve", "fuzzy", "corrections"):
             if not isinstance(getattr(self, flag), bool):
                 raise ProfileError(f"lexical {flag} must be true or false")
+        _positive(self.max_fuzzy_words, "lexical max_fuzzy_words", integer=True)
         _positive(self.pinyin, "lexical pinyin", allow_zero=True)
         pairs = self.fields.items() if isinstance(self.fields, Mapping) else self.fields
         out = []
@@ -223,7 +230,7 @@ class LexicalSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"fields": dict(self.fields), "type": self.type, "minimum_should_match": self.minimum_should_match,
                 "boosts_retrieve": self.boosts_retrieve, "pinyin": self.pinyin, "fuzzy": self.fuzzy,
-                "corrections": self.corrections}
+                "max_fuzzy_words": self.max_fuzzy_words, "corrections": self.corrections}
 
 
 def _lower_bounds(value: Any) -> tuple[tuple[str, LowerBound], ...]:

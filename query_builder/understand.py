@@ -156,6 +156,8 @@ def understand(request: SearchRequest, profile: Profile, tokenizer: Tokenizer,
         # fuzzy clause per word the titles do not hold made such a query several times slower, the
         # slowest text searches of all; spelling corrections (did you mean) are still offered
         fuzzy = ()
+    if len(fuzzy) > profile.lexical.max_fuzzy_words:   # not typos: another vocabulary (LexicalSpec)
+        fuzzy = ()
 
     mentions = vocabulary.find(norm) if vocabulary is not None and norm else Mentions()
     photo_text = normalize_text(request.image_text)[: profile.max_query_chars * 4]

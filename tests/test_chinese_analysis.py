@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from analysis.synonyms import SynonymError, SynonymTable
 from plugin_ingest.enrich import Enricher
 from plugin_ingest.schema import validate
 from query_builder import ProfileError, SearchRequest, load_profile
+from query_builder.profile import LexicalSpec
 from query_builder.bodies import lexical_query
 from query_builder.understand import understand
 from mappings import fields as F
@@ -231,3 +233,23 @@ def test_a_pasted_description_gets_no_fuzzy_reading_but_keeps_did_you_mean():
     assert len(u.tokens) >= 9 and u.fuzzy_words == ()
     assert "fuzziness" not in json.dumps(lexical_query(u, prof).to_dict())
     assert u.did_you_mean is not None and "nike" in u.did_you_mean
+
+
+def test_three_unknown_latin_words_are_another_vocabulary_not_typos():
+    """More unknown Latin words than ``lexical.max_fuzzy_words`` (2): no fuzzy reading, since a
+    reading that needs each of them to match a title fuzzily almost never finds anything and was
+    the slowest lexical search of all; the spelling correction is still offered."""
+    prof = load_profile("hybrid_minmax")
+    assert prof.lexical.max_fuzzy_words == 2
+    tok = Tokenizer(VOCAB.words())
+    two = understand(SearchRequest(text="nkie shoes"), prof, tok, VOCAB)
+    assert two.fuzzy_words == ("nkie", "shoes")
+    three = understand(SearchRequest(text="nkie shoes concealed fittings"), prof, tok, VOCAB)
+    assert len(three.tokens) < prof.verbose_query_words and three.fuzzy_words == ()
+    assert "fuzziness" not in json.dumps(lexical_query(three, prof).to_dict())
+    assert three.did_you_mean is not None and "nike" in three.did_you_mean
+    roomy = prof.with_(lexical=replace(prof.lexical, max_fuzzy_words=4))
+    assert understand(SearchRequest(text="nkie shoes concealed fittings"), roomy, tok, VOCAB).fuzzy_words == (
+        "nkie", "shoes", "concealed", "fittings")
+    with pytest.raises(ProfileError, match="max_fuzzy_words"):
+        LexicalSpec(max_fuzzy_words=-1)
