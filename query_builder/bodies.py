@@ -22,7 +22,7 @@ from mappings import fields
 
 from .boosts import BOOST_KINDS, EXPANSION_KINDS, Boost, boost_clauses, plan_boosts
 
-from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MatchPhrase, MultiMatch, Nested, Query
+from .dsl import Bool, Hybrid, Ids, InnerHits, Knn, MatchPhrase, MinScore, MultiMatch, Nested, Query
 from .facets import facet_aggs
 from .filters import filter_clauses, filter_query
 from .profile import FusionSpec, Profile, RetrieverSpec
@@ -305,14 +305,21 @@ def _dense_query(spec: RetrieverSpec, vectors: QueryVectors, fused: tuple[float,
     entry = spec.entry
     vector = _query_vector(entry, vectors, fused)
     floor = spec.floor(floors)
+    # the no-words floors only count the real matches: among the retriever's k nearest, those
+    # above the floor (bounded work at any catalog size); a radial search (every product above
+    # the floor) costs in proportion to how many there are, which grows with the catalog
+    counting = floors == "no_words" and floor is not None
+    radial = None if counting else floor
     if not entry.nested:
-        return Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind, min_score=floor)
+        q: Query = Knn(entry.field_path, vector, spec.k, filter=knn_filter, name=spec.kind, min_score=radial)
+        return MinScore(q, floor) if counting else q
     # nested image vectors: a product scores as its best image (score_mode max), and the
     # best image itself comes back as an inner hit
     nested_k = max(spec.k, int(math.ceil(spec.k * profile.nested_overfetch)))
-    inner = Knn(entry.field_path, vector, nested_k, filter=knn_filter, min_score=floor)
-    return Nested(fields.IMAGES, inner, score_mode="max", name=spec.kind,
-                  inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
+    inner = Knn(entry.field_path, vector, nested_k, filter=knn_filter, min_score=radial)
+    q = Nested(fields.IMAGES, inner, score_mode="max", name=spec.kind,
+               inner_hits=InnerHits(name=spec.kind, size=1, docvalue_fields=(fields.nested(fields.IMAGE_URL),)))
+    return MinScore(q, floor) if counting else q
 
 
 def sub_query_weights(active: Sequence[Any]) -> tuple[float, ...]:

@@ -163,6 +163,20 @@ class ConstantScore:
 
 
 @dataclass(frozen=True)
+class MinScore:
+    """``query``'s documents that score at least ``min_score`` (a ``function_score`` without
+    functions, whose score is the query's own).  Around a k-NN query it keeps the ``k`` nearest
+    that are also close enough: bounded work, unlike a radial search, whose cost grows with the
+    number of documents above its threshold."""
+
+    query: Query
+    min_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"function_score": {"query": self.query.to_dict(), "min_score": self.min_score}}
+
+
+@dataclass(frozen=True)
 class Bool:
     must: tuple[Query, ...] = ()
     should: tuple[Query, ...] = ()
@@ -288,6 +302,8 @@ def transform(query: Query, fn: Callable[[Query], Query]) -> Query:
         query = replace(query, query=transform(query.query, fn))
     elif isinstance(query, ConstantScore):
         query = replace(query, filter=transform(query.filter, fn))
+    elif isinstance(query, MinScore):
+        query = replace(query, query=transform(query.query, fn))
     elif isinstance(query, Hybrid):
         query = replace(query, queries=tuple(transform(q, fn) for q in query.queries))
     elif isinstance(query, Knn) and query.filter is not None:

@@ -82,6 +82,24 @@ def test_no_words_floor_applies_only_at_that_level():
         build_search(req, p, u, floors="high")
 
 
+def test_the_no_words_count_keeps_the_k_nearest_above_the_floor_not_a_radial_search():
+    """A radial search costs in proportion to the products above its floor, which grows with the
+    catalog: the count asks each k-NN retriever for its k nearest and keeps those above the floor."""
+    d = load_profile("hybrid_minmax").to_dict()
+    for r in d["retrievers"]:
+        if "no_words_min_score" in r:
+            r["no_words_min_score"] = 0.9
+    p = Profile.from_dict(d)
+    req = SearchRequest(text="深色 连衣裙", vectors=QueryVectors(text=VEC))
+    strict = build_search(req, p, understand(req, p, TK, VOCAB), floors="no_words")
+    clauses = strict.count_body()["query"]["bool"]["should"]   # each retriever's query, boosts beside it
+    text, image = (c["bool"]["must"][0]["function_score"] for c in clauses[1:])
+    assert text["min_score"] == 0.9 and text["query"]["knn"]["text_vector"]["k"] == 100
+    assert "min_score" not in text["query"]["knn"]["text_vector"]
+    inner = image["query"]["nested"]["query"]["knn"]
+    assert image["min_score"] == 0.9 and all("k" in v and "min_score" not in v for v in inner.values())
+
+
 def test_shipped_profile_without_floors_keeps_k():
     built = _built(load_profile("dense_text"))
     assert not built.floored and '"k": 100' in json_of(built)
