@@ -40,6 +40,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.layout import choose_layout
+from query_load import QueryLoad
 
 REPO = Path(__file__).resolve().parents[1]
 N_IKEA, N_ZH = 400, 260
@@ -527,22 +528,6 @@ def test_queries_keep_being_answered_when_a_node_is_killed(indices, query_reques
     for s in searchers:                          # probe capabilities and put pipelines before the clock runs
         s.search(query_requests[0])
 
-    log: list[tuple[float, bool, str]] = []
-    lock, stop = threading.Lock(), threading.Event()
-
-    def worker(k: int) -> None:
-        i = k
-        while not stop.is_set():
-            s, req = searchers[i % len(searchers)], query_requests[i % len(query_requests)]
-            i += 1
-            try:
-                res = s.search(req)
-                ok, why = bool(res.hits), "" if res.hits else "no hits"
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                ok, why = False, f"{type(exc).__name__}: {exc}"[:200]
-            with lock:
-                log.append((time.monotonic(), ok, why))
-
     restarted: list[BaseException | None] = []
 
     def restart() -> None:
@@ -552,10 +537,8 @@ def test_queries_keep_being_answered_when_a_node_is_killed(indices, query_reques
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             restarted.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(4)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    load = QueryLoad(searchers, query_requests, 4)
+    load.start()
     time.sleep(6)
     t_kill = time.monotonic()
     _kill(victim_pid)
@@ -564,27 +547,17 @@ def test_queries_keep_being_answered_when_a_node_is_killed(indices, query_reques
     back = threading.Thread(target=restart, daemon=True)
     back.start()                                  # ... and while it comes back and its shards recover
     back.join(timeout=420)
-    time.sleep(max(0.0, t0 + 30 - time.monotonic()))
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    t_end = time.monotonic()
+    time.sleep(max(0.0, load.t0 + 30 - time.monotonic()))
+    load.stop()
     assert restarted, "the killed node did not come back within 420 s"
     if restarted[0] is not None:
         raise restarted[0]
 
-    ok_times = [t for t, ok, _ in log if ok]
-    errors = [(round(t - t_kill, 2), why) for t, ok, why in log if not ok]
-    marks = [t0, *ok_times, t_end]
-    gap = max(b - a for a, b in zip(marks, marks[1:]))
-    down = sum(1 for t in ok_times if t_kill < t < t_restart)
-    summary = {"victim": victim, "queries": len(log), "errors": len(errors), "answered_while_down": down,
-               "answered_while_restarting": sum(1 for t in ok_times if t >= t_restart),
-               "longest_gap_s": round(gap, 2), "restart_s": round(t_end - t_restart, 1), "first_errors": errors[:5]}
+    summary = {"victim": victim, **load.summary(t_kill, t_restart)}
     record_property("query_load_kill", json.dumps(summary))
-    print(f"\nquery load, 4 threads, {t_end - t0:.0f} s, {victim} killed at {t_kill - t0:.0f} s and started again "
-          f"at {t_restart - t0:.0f} s: {summary}")
-    assert down > 0, summary                       # queries kept being answered with a node down
-    assert any(t > t_kill + 10 for t in ok_times), summary   # and not only in the moments after the kill
+    print(f"\nquery load, 4 threads, {load.t_end - load.t0:.0f} s, {victim} killed at {t_kill - load.t0:.0f} s and "
+          f"started again at {t_restart - load.t0:.0f} s: {summary}")
+    assert summary["answered_while_down"] > 0, summary      # queries kept being answered with a node down
+    assert any(t > t_kill + 10 for t in load.answered), summary   # and not only in the moments after the kill
     health = _health(client, wait_for_status="green", wait_for_nodes="3", timeout="240s")
     assert health["status"] == "green" and health["number_of_nodes"] == 3

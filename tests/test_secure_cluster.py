@@ -13,7 +13,6 @@ import json
 import os
 import ssl
 import stat
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from query_load import QueryLoad
 from secure_helpers import (ADMIN, INGEST, MODELS, REPO, SEARCH, client_for, fresh_secure_engine, make_cli,
                             one_line_error, places_with_secrets, secret_strings, write_catalog)
 from secure_helpers import password_files as write_password_files
@@ -287,53 +287,26 @@ def test_search_user_queries_keep_being_answered_when_a_node_is_killed(cluster, 
     for s in searchers:               # capabilities probed and vocabulary read before the clock runs
         s.search(requests[0])
 
-    log: list[tuple[float, bool, str]] = []
-    lock, stop = threading.Lock(), threading.Event()
-
-    def worker(k: int) -> None:
-        i = k
-        while not stop.is_set():
-            s, req = searchers[i % len(searchers)], requests[i % len(requests)]
-            i += 1
-            try:
-                res = s.search(req)
-                ok, why = bool(res.hits), "" if res.hits else "no hits"
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                ok, why = False, f"{type(exc).__name__}: {exc}"[:200]
-            with lock:
-                log.append((time.monotonic(), ok, why))
-
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(LOAD_THREADS)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    load = QueryLoad(searchers, requests, LOAD_THREADS)
+    load.start()
     time.sleep(4)
     t_kill = time.monotonic()
     _kill(victim_pid)
     time.sleep(8)                     # the load goes on with a node down ...
     t_restart = time.monotonic()      # ... and while `engine start` brings it back and its shards recover
     restart = cli("engine", "start", "--secure", "--nodes", "3", "--timeout", "400", env=local_env, timeout=450)
-    time.sleep(max(0.0, t0 + LOAD_SECONDS - time.monotonic()))
-    stop.set()
-    for t in threads:
-        t.join(timeout=60)
-    t_end = time.monotonic()
+    time.sleep(max(0.0, load.t0 + LOAD_SECONDS - time.monotonic()))
+    load.stop()
     assert restart.returncode == 0, restart.stderr
     assert "ca.pem" in restart.stderr and f"already running: {', '.join(sorted(set(before) - {victim}))}" \
         in restart.stderr, restart.stderr
 
-    ok_times = [t for t, ok, _ in log if ok]
-    errors = [(round(t - t_kill, 2), why) for t, ok, why in log if not ok]
-    marks = [t0, *ok_times, t_end]
-    gap = max(b - a for a, b in zip(marks, marks[1:]))
-    summary = {"victim": victim, "manager": manager, "queries": len(log), "errors": len(errors),
-               "answered_while_down": sum(1 for t in ok_times if t_kill < t < t_restart),
-               "longest_gap_s": round(gap, 2), "restart_s": round(t_end - t_restart, 1), "first_errors": errors[:5]}
+    summary = {"victim": victim, "manager": manager, **load.summary(t_kill, t_restart)}
     record_property("secure_query_load_kill", json.dumps(summary))
-    print(f"\nsecured cluster, query load as {SEARCH}, {LOAD_THREADS} threads, {t_end - t0:.0f} s, {victim} killed "
-          f"at {t_kill - t0:.0f} s and started again at {t_restart - t0:.0f} s: {summary}")
-    assert summary["answered_while_down"] > 0 and not errors, summary
-    assert gap < 5, summary
+    print(f"\nsecured cluster, query load as {SEARCH}, {LOAD_THREADS} threads, {load.t_end - load.t0:.0f} s, "
+          f"{victim} killed at {t_kill - load.t0:.0f} s and started again at {t_restart - load.t0:.0f} s: {summary}")
+    assert summary["answered_while_down"] > 0 and not summary["errors"], summary
+    assert summary["longest_gap_s"] < 5, summary
 
     now = _pids(cluster)
     assert now[victim] not in (None, victim_pid), now
