@@ -20,6 +20,7 @@ from mappings import fields as F
 from plugin_ingest.enrich import Enricher
 from plugin_ingest.schema import Product
 from query_builder import Profile, QueryVectors, Searcher, SearchRequest, load_profile
+from recording_client import RecordingClient
 
 pytestmark = pytest.mark.engine
 
@@ -112,35 +113,18 @@ def _no_words_floored(mode: str) -> Profile:
     return Profile.from_dict({**d, "fusion": {"mode": mode}})
 
 
-class _Recording:
-    """The real client, with the name of every search API the searcher calls written down."""
-
-    def __init__(self, client):
-        self._client, self.apis = client, []
-
-    def __getattr__(self, name):
-        attr = getattr(self._client, name)
-        if name not in ("search", "msearch", "count"):
-            return attr
-
-        def call(*args, **kwargs):
-            self.apis.append(name)
-            return attr(*args, **kwargs)
-        return call
-
-
 @pytest.mark.parametrize("mode", ["auto", "client"])
 def test_the_real_match_count_rides_in_the_search_request(os_client, shop, mode):
     """Counting the real matches cost a second round trip per text query (a ``_count``, then the
     search): now both go in one ``_msearch``, on the server-side and the client-side path."""
-    client = _Recording(os_client)
+    client = RecordingClient(os_client)
     searcher = Searcher(client, _no_words_floored(mode), index=shop)
     searcher.search(SearchRequest(text="连衣裙", vectors=QueryVectors(text=vec(["dress"]))))   # vocabulary, probe
     for text, concepts, total in (("裙子", ["dress"], 6), ("连衣裙", ["dress", "dark"], 6), ("xqzvkjwpt", None, 0)):
-        client.apis.clear()
+        client.calls.clear()
         v = vec(concepts) if concepts else _random_vector()
         result = searcher.search(SearchRequest(text=text, vectors=QueryVectors(text=v)))
-        assert client.apis == ["msearch"] and result.total == total, (text, client.apis, result.total)
+        assert client.calls == [("msearch", None)] and result.total == total, (text, client.calls, result.total)
         assert result.fusion_path == ("client" if mode == "client" else "server")
         if total:   # the search inside the msearch is fused by its pipeline as it is alone
             alone = _search(os_client, shop, _floored(floor=None, fusion={"mode": mode}), text, vector=v)

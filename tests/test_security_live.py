@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from recording_client import RecordingClient
 from secure_helpers import (ADMIN, EVENTS, INGEST, MODELS, REPO, SEARCH, client_for, fresh_secure_engine, make_cli,
                             one_line_error, places_with_secrets, secret_strings, write_catalog)
 from secure_helpers import password_files as write_password_files
@@ -161,30 +162,6 @@ def test_ingest_user_creates_and_loads_but_touches_nothing_else(url, sec, passwo
 
 
 # ---------------------------------------------------------------- search user
-class RecordingClient:
-    """A client that records every call the searcher makes (api, method and path)."""
-
-    def __init__(self, client):
-        self._client, self.calls = client, []
-        rec = self
-
-        class Transport:
-            def perform_request(self, method, url, *a, **kw):
-                rec.calls.append(("transport", method, url))
-                return client.transport.perform_request(method, url, *a, **kw)
-
-        self.transport = Transport()
-
-    def __getattr__(self, name):
-        attr = getattr(self._client, name)
-        if callable(attr):
-            def call(*a, **kw):
-                self.calls.append((name, kw.get("index")))
-                return attr(*a, **kw)
-            return call
-        return attr
-
-
 def test_search_user_runs_every_profile_without_cluster_privileges(url, sec, password_files, catalog):
     from opensearchpy.exceptions import AuthorizationException
     from query_builder import QueryImage, SearchRequest, Searcher, space_for_index
