@@ -36,6 +36,22 @@ def fresh_secure_engine(state: Path, *, nodes: int = 1, heap: str):
     return eng
 
 
+def running_secure_engine(env_var: str, dirname: str, *, timeout: float, nodes: int = 1, heap: str):
+    """A test module's secured engine (or cluster): skipped without built models, made fresh under
+    ``$env_var`` (default ``.state/<dirname>``), started, yielded, and stopped however the module ends.
+    Used as ``yield from running_secure_engine(...)`` in a module-scoped fixture."""
+    import pytest
+
+    if not (MODELS / "manifest.json").is_file():
+        pytest.skip(f"models not built at {MODELS} (cmsearch models build)")
+    eng = fresh_secure_engine(Path(os.environ.get(env_var, REPO / ".state" / dirname)), nodes=nodes, heap=heap)
+    try:
+        eng.start(exit_with_parent=True, timeout=timeout)
+        yield eng
+    finally:
+        eng.stop()
+
+
 def password_files(sec, folder: Path) -> dict[str, Path]:
     """One 0600 password file per user of the secured node, for ``OPENSEARCH_PASSWORD_FILE``."""
     out = {}

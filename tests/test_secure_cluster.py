@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from query_load import QueryLoad
-from secure_helpers import (ADMIN, INGEST, MODELS, REPO, SEARCH, client_for, fresh_secure_engine, make_cli,
+from secure_helpers import (ADMIN, INGEST, MODELS, SEARCH, client_for, make_cli, running_secure_engine,
                             one_line_error, places_with_secrets, secret_strings, write_catalog)
 from secure_helpers import password_files as write_password_files
 
@@ -43,15 +43,9 @@ cli = make_cli(OUTPUTS)
 
 @pytest.fixture(scope="module")
 def cluster():
-    if not (MODELS / "manifest.json").is_file():
-        pytest.skip(f"models not built at {MODELS} (cmsearch models build)")
-    state = Path(os.environ.get("CMSEARCH_TEST_SECURE_CLUSTER_DIR", REPO / ".state" / "test-secure-cluster"))
-    eng = fresh_secure_engine(state, nodes=3, heap="512m")
-    try:
-        eng.start(exit_with_parent=True, timeout=600)    # three JVMs and TLS set-up on a loaded 2-core machine
-        yield eng
-    finally:
-        eng.stop()
+    # three JVMs and TLS set-up on a loaded 2-core machine: a long start
+    yield from running_secure_engine("CMSEARCH_TEST_SECURE_CLUSTER_DIR", "test-secure-cluster", timeout=600,
+                                     nodes=3, heap="512m")
 
 
 @pytest.fixture(scope="module")

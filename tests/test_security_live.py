@@ -9,7 +9,6 @@ and the private keys at the end.
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import urllib.error
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from recording_client import RecordingClient
-from secure_helpers import (ADMIN, EVENTS, INGEST, MODELS, REPO, SEARCH, client_for, fresh_secure_engine, make_cli,
+from secure_helpers import (ADMIN, EVENTS, INGEST, MODELS, SEARCH, client_for, make_cli, running_secure_engine,
                             one_line_error, places_with_secrets, secret_strings, write_catalog)
 from secure_helpers import password_files as write_password_files
 
@@ -39,13 +38,7 @@ cli = make_cli(OUTPUTS)
 
 @pytest.fixture(scope="module")
 def secure_engine():
-    if not (MODELS / "manifest.json").is_file():
-        pytest.skip(f"models not built at {MODELS} (cmsearch models build)")
-    state = Path(os.environ.get("CMSEARCH_TEST_SECURE_DIR", REPO / ".state" / "test-secure-engine"))
-    eng = fresh_secure_engine(state, heap="768m")
-    eng.start(exit_with_parent=True, timeout=300)
-    yield eng
-    eng.stop()
+    yield from running_secure_engine("CMSEARCH_TEST_SECURE_DIR", "test-secure-engine", timeout=300, heap="768m")
 
 
 @pytest.fixture(scope="module")
