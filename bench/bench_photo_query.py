@@ -6,7 +6,12 @@ photo search among the checked photos), and times one photo query at a time on `
 threads: decode, preprocess (the space's fit), tower fp32 / int8, and the whole
 ``Space.embed_query`` with each tower.
 
+With ``--spin``, instead: the whole query (photo, text, text + photo) through ``Space.embed_query``
+with real heads (``--heads``), the shipped sessions (:mod:`models.runtime`) against the same models
+reopened as before (pool workers left spinning after each run, heads on ``--threads`` threads).
+
 Usage: python bench/bench_photo_query.py --catalog W/ikea.jsonl [--models DIR] [--threads 2]
+       python bench/bench_photo_query.py --catalog W/ikea.jsonl --spin --heads H [--rounds 2]
 """
 from __future__ import annotations
 
@@ -44,7 +49,12 @@ def main(argv=None) -> int:
     ap.add_argument("--check", type=int, default=200)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--fit", default="center_crop")
+    ap.add_argument("--spin", action="store_true", help="the whole query: shipped sessions vs spinning ones")
+    ap.add_argument("--heads", type=Path, default=None, help="heads for --spin (default: none)")
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.spin:
+        return _spin(args)
     products, _ = read_catalog(args.catalog)
     photos = [i for p in products for i in p.images]
     owner = np.array([k for k, p in enumerate(products) for _ in p.images])
@@ -106,6 +116,57 @@ def main(argv=None) -> int:
         print(f"  {k:<70} {v:7.2f}")
     print(f"  {'tower int8 / fp32 speed-up':<70} {rows['tower fp32, batch 1'] / rows[f'tower {INT8_VARIANT}, batch 1']:7.2f}x")
     return 0
+
+
+def _spin(args) -> int:
+    """The shipped sessions against the ones before (pool workers left spinning after each run,
+    heads on ``--threads`` threads), two spaces in one process, alternated round by round."""
+    products, _ = read_catalog(args.catalog)
+    shown = [p for p in products if p.images][:args.queries]
+    blobs = [Path(p.images[0]).read_bytes() for p in shown]
+    texts = [p.title or p.id for p in shown]
+    spaces = {"shipped": Space.load(args.models, args.heads, threads=args.threads, image_fit=args.fit),
+              "spinning": _spinning(Space.load(args.models, args.heads, threads=args.threads, image_fit=args.fit),
+                                    args.threads)}
+    kinds = {"photo": lambda sp, i: sp.embed_query(images=[blobs[i]]),
+             "text": lambda sp, i: sp.embed_query(texts[i]),
+             "text + photo": lambda sp, i: sp.embed_query(texts[i], images=[blobs[i]])}
+    for sp in spaces.values():
+        for i in range(min(10, len(shown))):    # warm-up: sessions, arenas
+            sp.embed_query(texts[i], images=[blobs[i]])
+    print(f"whole query (Space.embed_query), {len(shown)} queries per kind, {args.threads} threads, "
+          f"heads {args.heads or 'none'}; ms median / p99")
+    print(f"  {'sessions':<12} {'round':>5}  " + "  ".join(f"{k:>15}" for k in kinds))
+    for r in range(args.rounds):
+        for name, sp in spaces.items():
+            cells = []
+            for fn in kinds.values():
+                times = []
+                for i in range(len(shown)):
+                    t = time.perf_counter()
+                    fn(sp, i)
+                    times.append((time.perf_counter() - t) * 1000)
+                cells.append(f"{statistics.median(times):6.2f} / {float(np.percentile(times, 99)):6.2f}")
+            print(f"  {name:<12} {r + 1:>5}  " + "  ".join(cells), flush=True)
+    return 0
+
+
+def _spinning(space, threads: int):
+    """``space`` with every session reopened as before models.runtime: workers spin on after a run."""
+    import onnxruntime as ort
+
+    def reopen(sess, n):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = n, 1
+        return ort.InferenceSession(sess._model_path, so, providers=["CPUExecutionProvider"])
+
+    space.open_all()
+    image, text, heads = space._part("image"), space._part("text"), space._part("heads")
+    image.session = reopen(image.session, threads)
+    text._session = reopen(text._session, threads)
+    for graph in filter(None, (heads._image, heads._text, heads._classifier) if heads else ()):
+        graph.session = reopen(graph.session, threads)
+    return space
 
 
 def _bare_heads(d: Path, space, tower: dict) -> Path:

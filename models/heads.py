@@ -69,12 +69,9 @@ class _Graph:
     """One ONNX graph with one input and one output."""
 
     def __init__(self, path: Path, threads: int):
-        import onnxruntime as ort
+        from .runtime import onnx_session
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
 

@@ -26,6 +26,7 @@ from PIL import Image
 
 from .images import ImageDecodeError, ImageSource, describe_source, load_image
 from .manifest import entry_variants, sha256_file
+from .runtime import onnx_session
 
 __all__ = ["ImageEncoder", "EncodeResult", "preprocess", "ImageEncoderError", "FITS"]
 
@@ -78,7 +79,7 @@ def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
     if fit == "letterbox":
         size = int(spec.get("center_crop") or spec["resize"])
         boxed = _letterbox(img, size, _RESAMPLE[spec.get("interpolation", "bilinear")])
-        return _normalize(np.asarray(boxed, dtype=np.float32), spec)
+        return _normalize(np.asarray(boxed), spec)
     resize = spec.get("resize")
     if isinstance(resize, (list, tuple)):  # exact [height, width] (e.g. Chinese-CLIP)
         if (img.size[1], img.size[0]) != (int(resize[0]), int(resize[1])):
@@ -90,7 +91,7 @@ def preprocess(img: Image.Image, spec: Mapping[str, Any]) -> np.ndarray:
         new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
         if (new_w, new_h) != (w, h):
             img = img.resize((new_w, new_h), _RESAMPLE[spec.get("interpolation", "bilinear")])
-    arr = np.asarray(img, dtype=np.float32)
+    arr = np.asarray(img)
     crop = spec.get("center_crop")
     if crop:
         arr = _center_crop(arr, int(crop))
@@ -109,12 +110,16 @@ def _letterbox(img: Image.Image, size: int, resample) -> Image.Image:
 
 
 def _normalize(arr: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    arr *= float(spec.get("rescale", 1.0 / 255.0))
-    arr -= np.asarray(spec["mean"], dtype=np.float32)
-    arr /= np.asarray(spec["std"], dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    """uint8 [H, W, 3] -> float32 [3, H, W], ``(x * rescale - mean) / std`` per channel.
+
+    Channels go first while the pixels are still bytes, and only the cropped pixels are
+    converted: a third of the float work of converting the whole resized photo (the same
+    values, bit for bit)."""
+    x = arr.transpose(2, 0, 1).astype(np.float32)
+    x *= np.float32(spec.get("rescale", 1.0 / 255.0))
+    x -= np.asarray(spec["mean"], dtype=np.float32)[:, None, None]
+    x /= np.asarray(spec["std"], dtype=np.float32)[:, None, None]
+    return x
 
 
 def _center_crop(arr: np.ndarray, size: int) -> np.ndarray:
@@ -141,8 +146,6 @@ class ImageEncoder:
 
     def __init__(self, model_dir: str | Path, manifest_entry: Mapping[str, Any] | None = None,
                  variant: str | None = None, threads: int | None = None, verify: bool = True):
-        import onnxruntime as ort
-
         self.model_dir = Path(model_dir)
         if manifest_entry is None:
             from .manifest import load_manifest
@@ -165,14 +168,8 @@ class ImageEncoder:
         self.dim = int(self.entry["dim"])
         self.input_name = self.entry.get("input", "pixel_values")
 
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.inter_op_num_threads = 1
-        if threads:
-            so.intra_op_num_threads = int(threads)
         self.threads = threads
-        self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(self.path, threads)
         have = {o.name for o in self.session.get_outputs()}
         missing = {n for n in self.outputs.values() if n} - have
         if missing:

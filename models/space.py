@@ -216,7 +216,7 @@ class Space:
             if self.heads_dir is None:
                 return None
             from .heads import Heads
-            return Heads.load(self.heads_dir, threads=self.threads or 1)
+            return Heads.load(self.heads_dir, threads=1)
         raise KeyError(name)
 
     def open_all(self) -> "Space":

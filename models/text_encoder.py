@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from .runtime import onnx_session
 
 
 class TextEncoder:
@@ -38,12 +39,7 @@ class TextEncoder:
         self._dim = int(entry["dim"])
         self._pooling, self._normalize = entry.get("pooling", "mean"), entry.get("normalize", "l2")
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.model_dir / files[self.variant]), opts,
-                                             providers=["CPUExecutionProvider"])
+        self._session = onnx_session(self.model_dir / files[self.variant], threads)
         self._output = self._session.get_outputs()[0].name
 
         self._tok = Tokenizer.from_file(str(self.model_dir / entry["tokenizer"]))

@@ -157,6 +157,16 @@ def test_runtime_does_not_import_torch(built):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_head_graphs_stop_spinning_when_a_run_returns(built):
+    """A pool worker left spinning after a head's run took a core from the next model of the
+    query (models.runtime): every head graph stops its workers when the run returns."""
+    heads = Heads.load(built[0], threads=2)
+    for graph in (heads._image, heads._text, heads._classifier):
+        opts = graph.session.get_session_options()
+        assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+        assert opts.intra_op_num_threads == 2
+
+
 def test_real_heads_dir_if_trained():
     """The user's trained heads (if any) load and agree with their manifest's dims."""
     from models.heads import default_heads_dir

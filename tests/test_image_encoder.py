@@ -191,7 +191,9 @@ def test_threads_and_variant_are_configurable(built_models):
     d, m = built_models
     enc = ImageEncoder.from_dir(d, threads=1)
     assert enc.variant == m["image"]["default_variant"]
-    assert enc.session.get_session_options().intra_op_num_threads == 1
+    opts = enc.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1"   # models.runtime
     with pytest.raises(ImageEncoderError, match="no variant 'int4'"):
         ImageEncoder(d, m["image"], variant="int4")
 

@@ -119,6 +119,8 @@ def test_heads_fill_image_vectors_fusion_and_predicted_category(os_client, fresh
                 categories=cats)
     enc = Space.load(None, heads_dir, w_img=0.3, w_txt=0.7)
     assert enc.has_heads and enc.identity != encoders.identity and enc.identity.heads
+    two = Space.load(None, heads_dir, threads=2)    # heads are too small to split: no pool of their own
+    assert two._part("heads")._image.session.get_session_options().intra_op_num_threads == 1
     Image.new("RGB", (64, 64), (20, 200, 20)).save(tmp_path / "g.jpg")
     Image.new("RGB", (64, 64), (200, 20, 20)).save(tmp_path / "r.jpg")
     path = tmp_path / "c.jsonl"

@@ -236,12 +236,9 @@ def quantize_int8(fp32: Path, int8: Path, calib: np.ndarray, work_dir: Path) -> 
 
 
 def _session(path: Path, threads: int | None = None):
-    import onnxruntime as ort
+    from ..runtime import onnx_session
 
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return onnx_session(path, threads)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -105,12 +105,9 @@ def quantize(fp32: Path, out: Path, calib: np.ndarray, input_name: str, percenti
 def _features(path: Path, space, sources: Sequence, input_name: str, output: str, threads: int,
               batch: int = 32) -> np.ndarray:
     """Features of photos (decoded and preprocessed by the space, a batch at a time) with one ONNX file."""
-    import onnxruntime as ort
+    from ..runtime import onnx_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess = onnx_session(path, threads)
     out = []
     for i in range(0, len(sources), batch):
         px = np.stack([space.preprocess(space.decode(s)) for s in sources[i:i + batch]])

@@ -27,7 +27,6 @@ from .floors import nonsense_queries, text_image_floor
 from .int8 import INT8_FILE, INT8_VARIANT, Int8Gate, calibrate, pick_photos
 from .metrics import normalize, retrieval_metrics
 from .pairs import MIN_PAIRS, PairData, check_pairs, split_products
-from .progress import throttled
 from .trainer import TrainConfig, TrainResult, train_heads
 from ..manifest import sha256_file
 
