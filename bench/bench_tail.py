@@ -10,7 +10,8 @@ read even when the absolute figures cannot.  Variants:
   (a second round trip per text query);
 - ``enc-1-thread``: as shipped, with the query encoder on one onnxruntime thread instead of the
   default (one per core), which spins beside the engine's search threads on a 2-core machine;
-- ``enc-no-spin``: as shipped, default threads, with onnxruntime's intra-op spin-waiting off;
+- ``enc-no-spin``: as shipped, default threads, with onnxruntime's intra-op spin-waiting off even
+  during a run (shipped sessions spin during a run and stop when it returns: models.runtime);
 - ``no-floors``: the profile without its no-words floors, so without the real-match count that
   rides in the search's ``_msearch`` (what the honest totals cost).
 
