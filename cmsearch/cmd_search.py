@@ -140,6 +140,8 @@ def render(result: SearchResult) -> str:
               help="With --regions: the n x n grids to cut (default: the shipped choice).")
 @click.option("--region-merge", type=click.Choice(MERGES), default=None,
               help="With --regions: merge per product by best score (max) or reciprocal-rank sum (rrf).")
+@click.option("--region-overlap", type=float, default=None, metavar="0.25",
+              help="With --regions: the share of a window its neighbour overlaps (0 to below 1).")
 @click.option("--explain", is_flag=True,
               help="Show every retriever's raw and normalized score, the boosts, and where the time went.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -154,14 +156,14 @@ def render(result: SearchResult) -> str:
 def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, profile: str, brand: tuple[str, ...],
            category: tuple[str, ...], price_min: float | None, price_max: float | None, attr: tuple[str, ...],
            facets: tuple[str, ...], size: int, offset: int, regions: bool, region_grids: str | None,
-           region_merge: str | None, explain: bool, as_json: bool, aliases: Path | None,
+           region_merge: str | None, region_overlap: float | None, explain: bool, as_json: bool, aliases: Path | None,
            synonyms: Path | None, models_dir: Path | None, heads_dir: str | None, allow_other_space: bool,
            no_models: bool,
            ocr: bool) -> None:
     """Search the product index by QUERY text and/or --image photos."""
     t0 = time.perf_counter()
     try:
-        spec = _region_spec(regions, region_grids, region_merge, images, no_models)
+        spec = _region_spec(regions, region_grids, region_merge, region_overlap, images, no_models)
         prof = load_profile(profile)
         table = AliasTable.load(aliases) if aliases else None
         syn = SynonymTable.load(synonyms) if synonyms else None
@@ -219,12 +221,12 @@ def search(conn, query: str | None, images: tuple[Path, ...], index_name: str, p
                        + f" (models opened: {loaded})")
 
 
-def _region_spec(regions: bool, grids: str | None, merge: str | None, images: tuple[Path, ...],
-                 no_models: bool) -> RegionSpec | None:
+def _region_spec(regions: bool, grids: str | None, merge: str | None, overlap: float | None,
+                 images: tuple[Path, ...], no_models: bool) -> RegionSpec | None:
     """The --regions settings, or None; a bad combination is a RequestError (a usage error)."""
     if not regions:
-        if grids is not None or merge is not None:
-            raise RequestError("--region-grids and --region-merge go with --regions")
+        if grids is not None or merge is not None or overlap is not None:
+            raise RequestError("--region-grids, --region-merge and --region-overlap go with --regions")
         return None
     if len(images) != 1:
         raise RequestError(f"--regions takes exactly one --image (a scene photo), got {len(images)}")
@@ -238,4 +240,6 @@ def _region_spec(regions: bool, grids: str | None, merge: str | None, images: tu
             raise RequestError(f"--region-grids takes comma-separated integers like 1,2,3, got {grids!r}") from None
     if merge is not None:
         kw["merge"] = merge
+    if overlap is not None:
+        kw["overlap"] = overlap
     return RegionSpec(**kw)

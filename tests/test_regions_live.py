@@ -135,7 +135,7 @@ def test_cli_regions_lists_both_products_with_their_boxes(os_client, index, scen
     assert r.exit_code == 0, r.output
     assert "region (l,t,r,b)" in r.output and left_id in r.output and right_id in r.output
     r = CliRunner().invoke(cli, ["search", "--image", str(path), "--regions", "--region-merge", "rrf", "--json",
-                                 "--profile", "image", *base])
+                                 "--region-overlap", "0.5", "--profile", "image", *base])
     assert r.exit_code == 0, r.output
     hits = {h["id"]: h for h in json.loads(r.output)["hits"][:3]}
     assert _centre_x(hits[left_id]["region"]) < width / 2 < _centre_x(hits[right_id]["region"])
@@ -143,6 +143,8 @@ def test_cli_regions_lists_both_products_with_their_boxes(os_client, index, scen
                      (["--image", str(path), "--image", str(path), "--regions"], "exactly one --image"),
                      (["--image", str(path), "--regions", "--region-grids", "1,x"], "comma-separated"),
                      (["--image", str(path), "--regions", "--region-grids", "12"], "from 1 to 8"),
+                     (["--image", str(path), "--regions", "--region-overlap", "1"], "overlap must be at least 0"),
+                     (["--image", str(path), "--region-overlap", "0.5"], "go with --regions"),
                      (["--image", str(path), "--region-merge", "max"], "go with --regions")):
         r = CliRunner().invoke(cli, ["search", *bad, *base])
         assert r.exit_code == 2 and why in r.output and "Traceback" not in r.output, (bad, r.output)
