@@ -132,15 +132,22 @@ def test_a_changed_tower_source_makes_the_build_stale(twin_dir, tmp_path):
     assert "efficientnet_lite0" in why and "0.0.9" in why
 
 
-def test_space_and_index_mapping_follow_the_2560_dim(twin_dir):
+def test_space_and_index_mapping_follow_the_2560_dim(twin_dir, tmp_path):
+    from PIL import Image
+
     from models.space import Space
 
     d, manifest = twin_dir
     space = Space.load(d, None)
     assert space.dims.image_feature == 2560 == space.identity.image_feature_dim
     assert space.identity.image_model.startswith(TWIN + ":")
-    feats, _logits, ok, errors = space.encode_images([str(p) for p in _photos()] + [b"not a photo"])
-    assert feats.shape == (len(ok), 2560) and len(errors) == 1 and len(ok) == len(_photos())
+    photos = [str(p) for p in _photos()]
+    for i, colour in enumerate(("red", "navy")):       # files of our own, so the check never runs empty
+        Image.new("RGB", (320, 240), colour).save(tmp_path / f"{i}.png")
+        photos.append(str(tmp_path / f"{i}.png"))
+    feats, _logits, ok, errors = space.encode_images(photos + [b"not a photo"])
+    assert feats.shape == (len(photos), 2560) and ok.tolist() == list(range(len(photos)))
+    assert len(errors) == 1 and errors[0].index == len(photos)
     body = mappings.product_index_body(space.dims)
     assert body["mappings"]["properties"]["images"]["properties"]["feature"]["dimension"] == 2560
     assert VectorDims.from_manifest(json.loads((d / MANIFEST_NAME).read_text())).image_feature == 2560
