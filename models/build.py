@@ -10,10 +10,11 @@ with half-written ONNX files. A lock file serialises concurrent builds into one 
 
 Downloads (wheels) are kept in ``<dir>/.work`` so ``--force`` does not fetch them again.
 
-The image backbone is a choice (:data:`BACKBONES`, ``--image-backbone``); only the chosen one's
-weight packages are downloaded, so the default build never needs the others. Changing the
-backbone of a built directory re-exports the image tower only: a text encoder that is still
-the pinned one, with every file matching its sha256, is kept as it is.
+The image backbone is a choice (:data:`BACKBONES`, ``--image-backbone``; one of them joins two
+backbones in one graph, :mod:`models.export.twin`); only the chosen one's weight packages are
+downloaded, so the default build never needs the others. Changing the backbone of a built
+directory re-exports the image tower only: a text encoder that is still the pinned one, with every
+file matching its sha256, is kept as it is.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ __all__ = ["build_models", "check_built", "BuildError", "RECIPE", "BACKBONES", "
 RECIPE = 1
 
 # image backbone name -> the exporter module (under models.export) that builds it
-BACKBONES = {"mobilenet_v2": "mobilenet", "efficientnet_lite0": "efficientnet"}
+BACKBONES = {"mobilenet_v2": "mobilenet", "efficientnet_lite0": "efficientnet",
+             "mobilenet_v2+efficientnet_lite0": "twin"}
 DEFAULT_BACKBONE = "mobilenet_v2"
 
 
@@ -99,6 +101,12 @@ def check_built(model_dir: str | Path, backbone: str | None = None) -> tuple[dic
         src = manifest[key].get("source") or {}
         if (src.get("package"), src.get("version")) != (pkg, ver):
             return manifest, f"{key} weights come from {src.get('package')}=={src.get('version')}, expected {pkg}=={ver}"
+    towers = (manifest["image"].get("source") or {}).get("towers") or {}
+    for tower, (pkg, ver) in getattr(_exporter(have), "TOWERS", {}).items():   # a joined tower's parts
+        src = towers.get(tower) or {}
+        if (src.get("package"), src.get("version")) != (pkg, ver):
+            return manifest, (f"image tower {tower} weights come from {src.get('package')}=={src.get('version')}, "
+                              f"expected {pkg}=={ver}")
     problems = verify_files(d, manifest)
     if problems:
         return manifest, "; ".join(problems)

