@@ -30,7 +30,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 from cmsearch.space_options import open_space  # noqa: E402
 from engine.client import ConnectionSettings  # noqa: E402
 from evaluation.judgments import load_judgments  # noqa: E402
-from query_builder import Profile, QueryVectors, SearchRequest, Searcher, encode, load_profile  # noqa: E402
+from query_builder import Profile, SearchRequest, Searcher, encode, load_profile  # noqa: E402
 
 # out of every catalog benchmarked here (furniture, groceries, cosmetics, clothes)
 OUT_OF_CATALOG = ("笔记本电脑", "汽车轮胎", "挖掘机", "游戏显卡", "钓鱼竿", "excavator", "car tyre",

@@ -20,7 +20,7 @@ sys.path[:0] = [str(REPO)]
 
 from cmsearch.space_options import open_space  # noqa: E402
 from engine.client import ConnectionSettings  # noqa: E402
-from query_builder import Searcher, SearchRequest, encode  # noqa: E402
+from query_builder import Searcher, SearchRequest  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
