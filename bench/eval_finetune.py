@@ -289,9 +289,12 @@ def run(args) -> dict:
     blocks = [int(b) for b in args.blocks.split(",")]
     tune = TuneConfig(backbone_lr=args.backbone_lr, epochs_max=args.epochs_max)
     out_file = args.tune_work / f"finetune_{args.settings}.json"
-    results: dict = {"seeds": seeds, "blocks": blocks, "tune": asdict(tune), "threads": args.threads,
+    results: dict = {"seeds": seeds, "blocks": blocks, "cache_block": args.cache_block or min(blocks),
+                     "tune": asdict(tune), "threads": args.threads,
                      "text_views": [list(v) for v in DEFAULT_VIEWS], "settings": {}}
-    k_low = min(blocks)
+    k_low = args.cache_block or min(blocks)
+    if k_low > min(blocks):
+        raise SystemExit(f"--cache-block {k_low} is above the lowest fine-tuned block {min(blocks)}")
     model = mobilenet.build_torch_model(weights)
     bottom, _ = split_mobilenet(copy.deepcopy(model), k_low)
     torch.set_num_threads(args.threads)
@@ -387,6 +390,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="feature cache (default: the user's)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--blocks", default="15", help="first fine-tuned block(s), e.g. 15,14")
+    ap.add_argument("--cache-block", type=int, default=None,
+                    help="block whose input is cached (default: the lowest of --blocks; lower reuses a cache)")
     ap.add_argument("--settings", default="ab", help="a: iconic photos only, b: + train shelf photos")
     ap.add_argument("--backbone-lr", type=float, default=TuneConfig.backbone_lr)
     ap.add_argument("--epochs-max", type=int, default=TuneConfig.epochs_max)
