@@ -121,9 +121,9 @@ def cache_activations(bottom, paths: list[str], spec: dict, out: Path, batch: in
     import torch
 
     if out.is_file():
-        arr = np.load(out, mmap_mode="r")
+        arr = np.load(out)
         if len(arr) == len(paths):
-            return np.asarray(arr)
+            return arr
     rows, t0 = [], time.perf_counter()
     with torch.no_grad():
         for s in range(0, len(paths), batch):
