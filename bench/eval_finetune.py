@@ -62,7 +62,7 @@ from models.training.features import FeatureCache  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
 from models.training.train_catalog import DEFAULT_VIEWS, build_pairs  # noqa: E402
 from models.training.trainer import (TrainConfig, _Trainer, _val_score, evaluate_pairs,  # noqa: E402
-                                     head_params, multi_positive_infonce, train_heads)
+                                     head_params, train_heads)
 
 LAST_BLOCK = 18   # torchvision MobileNetV2: features[1..17] inverted residuals, features[18] the final 1x1 conv
 
@@ -184,24 +184,14 @@ class _TowerTrainer(_Trainer):
         self.opt.add_param_group({"params": [p for p in top.parameters() if p.requires_grad],
                                   "lr": tune.backbone_lr, "weight_decay": cfg.weight_decay})
 
-    def epoch(self) -> float:
+    def _embed_images(self, rows: np.ndarray):
         import torch
 
-        self.image_head.train(), self.text_head.train(), self.top.train()
-        total = 0.0
-        for idx in self._batches():
-            uniq, inv = np.unique(self.train.image_product[idx], return_inverse=True)
-            views = np.array([self.views[u][self.rng.integers(len(self.views[u]))] for u in uniq])
-            img = self.image_head(self.top(torch.from_numpy(self.acts[idx])))
-            txt = self.text_head(self.x_txt[views])
-            loss = multi_positive_infonce(img, txt, torch.from_numpy(inv.astype(np.int64)), self.logit_scale)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-            with torch.no_grad():
-                self.logit_scale.clamp_(0.0, math.log(self.cfg.max_logit_scale))
-            total += loss.item() * len(idx)
-        return total / self.train.n_pairs
+        return self.image_head(self.top(torch.from_numpy(self.acts[rows])))
+
+    def epoch(self) -> float:
+        self.top.train()     # its BatchNorms stay frozen (split_mobilenet)
+        return super().epoch()
 
 
 def finetune(train: PairData, acts: np.ndarray, val: PairData, val_acts: np.ndarray, top,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -125,12 +124,8 @@ def torch_tower(work_dir: Path, progress: Callable[[str], None] = print):
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
-    out_dir, work_dir = Path(out_dir), Path(work_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    wrapped, source = torch_tower(work_dir, progress)
     return export_backbone(
-        wrapped, out_dir, work_dir, name=NAME, title="EfficientNet-Lite0",
+        torch_tower, out_dir, work_dir, name=NAME, title="EfficientNet-Lite0",
         architecture="EfficientNet-Lite0 (ImageNet-1k, TensorFlow Lite checkpoint converted to PyTorch)",
-        source=source, preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress, t0=t0,
+        preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress,
         calibration_spec=PREPROCESS, feature_dim=FEATURE_DIM, num_classes=NUM_CLASSES)

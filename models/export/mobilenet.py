@@ -268,24 +268,25 @@ def torch_tower(work_dir: Path, progress: Callable[[str], None] = print):
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
+    return export_backbone(torch_tower, out_dir, work_dir, name=NAME, title="MobileNetV2",
+                           architecture="torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
+                           preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress)
+
+
+def export_backbone(torch_tower: Callable, out_dir: Path, work_dir: Path, *, name: str, title: str,
+                    architecture: str, preprocess: Mapping[str, Any], calibration_images: Path | None,
+                    progress: Callable[[str], None], calibration_spec: Mapping[str, Any] | None = None,
+                    feature_dim: int = FEATURE_DIM, num_classes: int = NUM_CLASSES) -> dict:
+    """What every image backbone's build shares, given its ``torch_tower(work_dir, progress)`` ->
+    (a torch module returning (feature, logits), the weights' ``source`` block): ONNX export checked
+    against torch, int8 calibrated and kept only if it clears ``INT8_MIN_COS``, the ImageNet labels,
+    and the manifest entry."""
+    import torch
+
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     wrapped, source = torch_tower(work_dir, progress)
-    return export_backbone(wrapped, out_dir, work_dir, name=NAME, title="MobileNetV2",
-                           architecture="torchvision.models.mobilenet_v2 (ImageNet-1k, IMAGENET1K_V1 weights)",
-                           source=source, preprocess=PREPROCESS, calibration_images=calibration_images,
-                           progress=progress, t0=t0)
-
-
-def export_backbone(wrapped, out_dir: Path, work_dir: Path, *, name: str, title: str, architecture: str,
-                    source: dict, preprocess: Mapping[str, Any], calibration_images: Path | None,
-                    progress: Callable[[str], None], t0: float, calibration_spec: Mapping[str, Any] | None = None,
-                    feature_dim: int = FEATURE_DIM, num_classes: int = NUM_CLASSES) -> dict:
-    """The part every image backbone shares once it is a torch module returning (feature, logits):
-    ONNX export checked against torch, int8 calibrated and kept only if it clears
-    ``INT8_MIN_COS``, the ImageNet labels, and the manifest entry."""
-    import torch
 
     progress(f"image: exporting {title} to ONNX (fp32)")
     fp32, int8 = out_dir / FP32_FILE, out_dir / INT8_FILE

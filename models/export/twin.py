@@ -29,7 +29,6 @@ Both weight sources are pinned and recorded (``source.towers``); export parity w
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -95,13 +94,9 @@ def torch_tower(work_dir: Path, progress: Callable[[str], None] = print):
 def export_image_encoder(out_dir: Path, work_dir: Path, *, calibration_images: Path | None = None,
                          progress: Callable[[str], None] = print) -> dict:
     """Write image.onnx, image.int8.onnx and imagenet_classes.json; return the manifest entry."""
-    out_dir, work_dir = Path(out_dir), Path(work_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    wrapped, source = torch_tower(work_dir, progress)
     return export_backbone(
-        wrapped, out_dir, work_dir, name=NAME, title="MobileNetV2 + EfficientNet-Lite0",
+        torch_tower, out_dir, work_dir, name=NAME, title="MobileNetV2 + EfficientNet-Lite0",
         architecture="torchvision MobileNetV2 (IMAGENET1K_V1) and EfficientNet-Lite0 (TensorFlow Lite checkpoint "
                      "converted to PyTorch) in one graph; feature = concat of the two unit features / sqrt(2)",
-        source=source, preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress, t0=t0,
+        preprocess=PREPROCESS, calibration_images=calibration_images, progress=progress,
         feature_dim=FEATURE_DIM, num_classes=NUM_CLASSES)

@@ -235,6 +235,11 @@ class _Trainer:
         batches = np.array_split(order, n_batches)
         return [batches[i] for i in self.rng.permutation(len(batches))]
 
+    def _embed_images(self, rows: np.ndarray) -> torch.Tensor:
+        """The image side of a batch: the head on the rows' features (a subclass may put a tower
+        in front of the head, as bench/eval_finetune.py does)."""
+        return self.image_head(self.x_img[rows])
+
     def epoch(self) -> float:
         self.image_head.train(), self.text_head.train()
         n = self.train.n_pairs
@@ -245,7 +250,7 @@ class _Trainer:
             prods = self.train.image_product[idx]
             uniq, inv = np.unique(prods, return_inverse=True)
             views = np.array([self.views[u][self.rng.integers(len(self.views[u]))] for u in uniq])
-            img = self.image_head(self.x_img[pick[idx]])
+            img = self._embed_images(pick[idx])
             txt = self.text_head(self.x_txt[views])
             loss = multi_positive_infonce(img, txt, torch.from_numpy(inv.astype(np.int64)), self.logit_scale)
             self.opt.zero_grad()
