@@ -41,10 +41,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,101 +60,26 @@ from models.training.classifier import ClassifierConfig, train_classifier  # noq
 from models.training.features import FeatureCache  # noqa: E402
 from models.training.pairs import PairData  # noqa: E402
 from models.training.train_catalog import DEFAULT_VIEWS, build_pairs  # noqa: E402
-from models.training.trainer import (TrainConfig, _Trainer, _val_score, evaluate_pairs,  # noqa: E402
-                                     head_params, train_heads)
-
-LAST_BLOCK = 18   # torchvision MobileNetV2: features[1..17] inverted residuals, features[18] the final 1x1 conv
-
+from models.training.finetune import (LAST_BLOCK, TuneConfig, activations, finetune,  # noqa: E402
+                                      features_of, split_mobilenet)
+from models.training.trainer import TrainConfig, train_heads  # noqa: E402
 
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 
 
 # --------------------------------------------------------------------------- the cut tower
-def frozen_batchnorm(module):
-    """Every BatchNorm of ``module`` in eval mode with its parameters frozen; returns ``module``."""
-    import torch
-
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
-    return module
-
-
-def split_mobilenet(model, k: int):
-    """(bottom, top) of a torchvision MobileNetV2 cut before ``features[k]``.
-
-    ``bottom`` maps pixels to the activations entering block ``k`` (frozen, eval mode); ``top``
-    maps those activations to the pooled 1280-d feature through blocks k..18, its BatchNorms kept
-    in eval mode and frozen even while the rest of it trains. ``top`` shares its weights with
-    ``model`` (deep-copy first to keep the original).
-    """
-    import torch
-
-    if not 1 <= k <= LAST_BLOCK:
-        raise ValueError(f"block {k} is outside 1..{LAST_BLOCK} of MobileNetV2's features")
-    bottom = model.features[:k].eval()
-    for p in bottom.parameters():
-        p.requires_grad_(False)
-
-    class Top(torch.nn.Module):
-        def __init__(self, blocks):
-            super().__init__()
-            self.blocks = blocks
-            frozen_batchnorm(self)
-
-        def train(self, mode: bool = True):
-            super().train(mode)
-            return frozen_batchnorm(self)
-
-        def forward(self, x):
-            return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.blocks(x), 1), 1)
-
-    return bottom, Top(model.features[k:])
-
-
 def cache_activations(bottom, paths: list[str], spec: dict, out: Path, batch: int = 32) -> np.ndarray:
     """Activations entering the cut block for every photo, in order, computed once into ``out`` (.npy)."""
-    import torch
-
     if out.is_file():
         arr = np.load(out)
         if len(arr) == len(paths):
             return arr
-    rows, t0 = [], time.perf_counter()
-    with torch.no_grad():
-        for s in range(0, len(paths), batch):
-            px = np.stack([preprocess(load_image(p), spec) for p in paths[s:s + batch]])
-            rows.append(bottom(torch.from_numpy(px)).numpy())
-            if (s // batch) % 20 == 0:
-                log(f"  activations {out.name}: {s + len(px)}/{len(paths)} ({time.perf_counter() - t0:.0f}s)")
-    arr = np.concatenate(rows).astype(np.float32)
+    arr = activations(bottom, lambda p: preprocess(load_image(p), spec), paths, batch=batch, log=log)
     tmp = out.with_suffix(".part.npy")
     np.save(tmp, arr)
     tmp.replace(out)
     return arr
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    backbone_lr: float = 1e-4     # 10x below the head's: the pretrained blocks move slowly
-    epochs_max: int = 30          # cap for time on 2 shared cores (early stopping usually comes first)
-    chunk: int = 256              # photos per forward pass when projecting
-
-
-def _features_of(net, acts, chunk: int) -> np.ndarray:
-    """``net`` (eval mode, no gradients) applied to ``acts`` in chunks."""
-    import torch
-
-    net.eval()
-    with torch.no_grad():
-        return np.concatenate([net(torch.from_numpy(np.ascontiguousarray(acts[s:s + chunk]))).numpy()
-                               for s in range(0, len(acts), chunk)])
-
-
-_features = _features_of   # the pooled feature of a top on its activations
 
 
 class _TextsOnly:
@@ -173,72 +97,6 @@ class _TextsOnly:
 
     def texts(self, texts, kind: str = "passage"):
         return self.fx.texts(texts, kind)
-
-
-class _TowerTrainer(_Trainer):
-    """The trainer's heads, batches, text views and loss, with the cut tower in front of the image head."""
-
-    def __init__(self, train: PairData, acts: np.ndarray, top, cfg: TrainConfig, tune: TuneConfig):
-        super().__init__(train, cfg)
-        self.top, self.acts, self.tune = top, acts, tune
-        self.opt.add_param_group({"params": [p for p in top.parameters() if p.requires_grad],
-                                  "lr": tune.backbone_lr, "weight_decay": cfg.weight_decay})
-
-    def _embed_images(self, rows: np.ndarray):
-        import torch
-
-        return self.image_head(self.top(torch.from_numpy(self.acts[rows])))
-
-    def epoch(self) -> float:
-        self.top.train()     # its BatchNorms stay frozen (split_mobilenet)
-        return super().epoch()
-
-
-def finetune(train: PairData, acts: np.ndarray, val: PairData, val_acts: np.ndarray, top,
-             cfg: TrainConfig, tune: TuneConfig):
-    """Train top + heads jointly with the trainer's early stopping; the best epoch's weights are restored.
-
-    Returns (TrainResult-like namespace with image_head/text_head HeadParams, best_epoch, epochs_run, seconds).
-    """
-    import torch
-
-    t0 = time.perf_counter()
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        tr = _TowerTrainer(train, acts, top, cfg, tune)
-        best_score, best_epoch, best_state, since = -math.inf, 0, None, 0
-        epochs = 0
-        for epoch in range(1, tune.epochs_max + 1):
-            epochs = epoch
-            loss = tr.epoch()
-            tr.image_head.eval(), tr.text_head.eval()
-            with torch.no_grad():
-                vi = tr.image_head(torch.from_numpy(_features(top, val_acts, tune.chunk))).numpy()
-                vt = tr.text_head(torch.from_numpy(val.first_view())).numpy()
-            score = _val_score(*evaluate_pairs(vi, vt, val))
-            if score > best_score + cfg.min_delta:
-                best_score, best_epoch, since = score, epoch, 0
-                best_state = copy.deepcopy((top.state_dict(), tr.image_head.state_dict(),
-                                            tr.text_head.state_dict(), tr.logit_scale.detach().clone()))
-            else:
-                since += 1
-            log(f"    epoch {epoch} loss {loss:.4f} val {score:.4f} ({time.perf_counter() - t0:.0f}s)")
-            if since >= cfg.patience:
-                break
-        top.load_state_dict(best_state[0])
-        tr.image_head.load_state_dict(best_state[1])
-        tr.text_head.load_state_dict(best_state[2])
-        tr.logit_scale.data.copy_(best_state[3])
-        return {"image_head": head_params(tr.image_head), "text_head": head_params(tr.text_head),
-                "best_epoch": best_epoch, "epochs_run": epochs, "seconds": time.perf_counter() - t0}
-    finally:
-        torch.set_num_threads(prev_threads)
-
-
-class _Heads:
-    def __init__(self, image_head, text_head):
-        self.image_head, self.text_head = image_head, text_head
 
 
 def _hits(res, cls, data: PairData, ev: dict, n_products: int) -> tuple[str, dict]:
@@ -308,8 +166,8 @@ def run(args) -> dict:
         for k in blocks:
             mid, top0 = split_mobilenet(copy.deepcopy(model), k)
             mid = mid[k_low:]          # blocks k_low..k-1, frozen: from the cached cut to this one
-            acts = {part: _features_of(mid, a, tune.chunk) for part, a in low.items()}
-            feats0 = {part: _features(top0, a, tune.chunk) for part, a in acts.items()}
+            acts = {part: features_of(mid, a, tune.chunk) for part, a in low.items()}
+            feats0 = {part: features_of(top0, a, tune.chunk) for part, a in acts.items()}
             cos = np.sum(feats0["val"] / np.linalg.norm(feats0["val"], axis=1, keepdims=True)
                          * onnx / np.linalg.norm(onnx, axis=1, keepdims=True), axis=1)
             log(f"  torch cut at block {k} vs the space's ONNX features (val photos): cosine min {cos.min():.6f}")
@@ -332,14 +190,15 @@ def run(args) -> dict:
                 top = copy.deepcopy(top0)
                 tr_d = replace(data0, image_features=feats0["train"])
                 t0 = time.perf_counter()
-                res = finetune(tr_d, acts["train"], mk(feats0["val"], ev_labels["val"]), acts["val"], top, cfg, tune)
-                tuned = {p: _features(top, acts[p], tune.chunk) for p in acts}
+                res = finetune(tr_d, acts["train"], mk(feats0["val"], ev_labels["val"]), acts["val"], top, cfg, tune,
+                               log=lambda m: log("    " + m))
+                tuned = {p: features_of(top, acts[p], tune.chunk) for p in acts}
                 tr_t = replace(data0, image_features=tuned["train"])
                 cls = train_classifier(tr_t, mk(tuned["val"], ev_labels["val"]), ClassifierConfig(seed=s))
                 secs = time.perf_counter() - t0
-                chosen, hits = _hits(_Heads(res["image_head"], res["text_head"]), cls, tr_t,
+                chosen, hits = _hits(res, cls, tr_t,
                                      {p: (tuned[p], ev_labels[p]) for p in ("val", "test")}, len(pid))
-                _record(per, info[v], v, chosen, hits, res["best_epoch"], res["epochs_run"], secs)
+                _record(per, info[v], v, chosen, hits, res.best_epoch, res.epochs_run, secs)
                 _tables(results["settings"][setting], per, setting)
                 out_file.write_text(json.dumps(results, indent=1))
     return results

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import eval_finetune as ef  # noqa: E402
 
 from models.export.mobilenet import feature_and_logits  # noqa: E402
+from models.training.finetune import features_of, split_mobilenet  # noqa: E402
 from models.image_encoder import preprocess  # noqa: E402
 
 SPEC = {"resize": 72, "interpolation": "bilinear", "center_crop": 64, "rescale": 1 / 255,
@@ -49,7 +50,7 @@ def pixels():
 def test_cut_reproduces_the_full_models_feature(model, pixels, k):
     with torch.no_grad():
         full, _ = feature_and_logits(copy.deepcopy(model))(pixels)
-        bottom, top = ef.split_mobilenet(copy.deepcopy(model), k)
+        bottom, top = split_mobilenet(copy.deepcopy(model), k)
         cached = bottom(pixels).numpy()        # what the benchmark stores
         cut = top(torch.from_numpy(cached))
     assert cut.shape == full.shape == (3, 1280)
@@ -59,10 +60,10 @@ def test_cut_reproduces_the_full_models_feature(model, pixels, k):
 def test_a_lower_cache_feeds_a_higher_cut(model, pixels):
     """Activations cached at block 14 and pushed through block 14 give block 15's input."""
     with torch.no_grad():
-        low, _ = ef.split_mobilenet(copy.deepcopy(model), 14)
-        b15, top15 = ef.split_mobilenet(copy.deepcopy(model), 15)
+        low, _ = split_mobilenet(copy.deepcopy(model), 14)
+        b15, top15 = split_mobilenet(copy.deepcopy(model), 15)
         direct = b15(pixels).numpy()
-        derived = ef._features_of(b15[14:], low(pixels).numpy(), chunk=2)
+        derived = features_of(b15[14:], low(pixels).numpy(), chunk=2)
         full, _ = feature_and_logits(copy.deepcopy(model))(pixels)
         cut = top15(torch.from_numpy(derived))
     assert np.abs(derived - direct).max() < 1e-4
@@ -70,7 +71,7 @@ def test_a_lower_cache_feeds_a_higher_cut(model, pixels):
 
 
 def test_top_trains_with_batchnorm_frozen(model, pixels):
-    bottom, top = ef.split_mobilenet(copy.deepcopy(model), 15)
+    bottom, top = split_mobilenet(copy.deepcopy(model), 15)
     acts = bottom(pixels).detach()
     bns = [m for m in top.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     stats = [(bn.running_mean.clone(), bn.running_var.clone(), bn.weight.detach().clone()) for bn in bns]
@@ -97,7 +98,7 @@ def test_top_trains_with_batchnorm_frozen(model, pixels):
 @pytest.mark.parametrize("k", [0, 19])
 def test_cut_outside_the_blocks_is_refused(model, k):
     with pytest.raises(ValueError, match=f"block {k} is outside"):
-        ef.split_mobilenet(copy.deepcopy(model), k)
+        split_mobilenet(copy.deepcopy(model), k)
 
 
 def test_activation_cache_is_computed_once(model, tmp_path):
@@ -106,7 +107,7 @@ def test_activation_cache_is_computed_once(model, tmp_path):
         p = tmp_path / f"p{i}.png"
         Image.new("RGB", (90, 80), colour).save(p)
         paths.append(str(p))
-    bottom, _ = ef.split_mobilenet(copy.deepcopy(model), 15)
+    bottom, _ = split_mobilenet(copy.deepcopy(model), 15)
     out = tmp_path / "acts.npy"
     acts = ef.cache_activations(bottom, paths, SPEC, out, batch=2)
     with torch.no_grad():

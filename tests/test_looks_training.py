@@ -122,6 +122,8 @@ def models_copy(tmp_path_factory) -> Path:
     for f in src.iterdir():
         if f.is_file() and f.name != "manifest.json":
             (dst / f.name).symlink_to(f)
+    if (src / ".work").is_dir():   # the downloaded weights (fine-tuning reads the torch ones)
+        (dst / ".work").symlink_to(src / ".work")
     (dst / "manifest.json").write_bytes((src / "manifest.json").read_bytes())
     return dst
 
@@ -179,7 +181,7 @@ def _train(catalog, models, out, log, **kw):
     from models.training.trainer import TrainConfig
 
     cfg = TrainingConfig(train=TrainConfig(epochs_max=6, patience=2, batch_size=32),
-                         classifier=ClassifierConfig(epochs_max=4), augment=AugmentConfig(views=1),
+                         classifier=ClassifierConfig(epochs_max=4), augment=kw.pop("augment", AugmentConfig(views=1)),
                          int8=kw.pop("int8", None), **kw)
     if isinstance(cfg.int8, dict):
         cfg = cfg.__class__(**{**cfg.__dict__, "int8": Int8Gate(**cfg.int8)})
@@ -249,6 +251,42 @@ def test_int8_that_passes_is_the_tower_of_products_and_queries_and_its_identity(
     assert np.allclose(prod.features[0][0], q.image_feature, atol=1e-5)          # products: the same tower and fit
     with pytest.raises(SpaceError, match="letterbox"):
         Space.load(models_copy, out, image_fit="center_crop")
+
+
+def test_tuned_top_blocks_are_the_tower_of_products_and_queries_and_its_identity(photo_catalog, models_copy,
+                                                                                 tmp_path):
+    """--tune-blocks: the tuned tower is written with the heads, named in their manifest and the
+    space's identity, and runs for products and queries alike; a plain run removes a stale one."""
+    from models.training.finetune import TUNED_FILE, TuneConfig
+
+    out = tmp_path / "heads"
+    lines = []
+    man = _train(photo_catalog, models_copy, out, lines.append, augment=AugmentConfig(views=0),
+                 tune=TuneConfig(blocks_from=17, epochs_max=3))
+    tower = man["image_encoder"]
+    assert tower["variant"] == "tuned-catalog" and tower["file"] == TUNED_FILE
+    assert man["files"][TUNED_FILE] == tower["sha256"] and (out / TUNED_FILE).is_file()
+    assert tower["tune"]["blocks_from"] == 17 and tower["tune"]["parity"]["cosine_min"] >= 0.9999
+    assert man["training"]["refit"] is None and "fine-tuning" in man["training"]["phase_seconds"]
+    assert any(line.startswith("fine-tuning blocks 17-18") for line in lines)
+    space, plain = Space.load(models_copy, out), Space.load(models_copy, None)
+    assert space.identity.image_model.endswith(":tuned-catalog")
+    assert space.identity.image_sha256 == tower["sha256"] != plain.identity.image_sha256
+    img = _photo(98)
+    q = space.embed_query(images=[img])
+    assert space._part("image").path == out / TUNED_FILE                         # the query ran the tuned file
+    prod = space.embed_products(["t"], [[space.preprocess(space.decode(img))]])
+    assert np.allclose(prod.features[0][0], q.image_feature, atol=1e-5)          # products: the same tower
+    assert float(q.image_feature @ plain.embed_query(images=[img]).image_feature) < 0.9999   # it was tuned
+    again = _train(photo_catalog, models_copy, out, lambda s: None)
+    assert again["image_encoder"]["variant"] == "fp32" and not (out / TUNED_FILE).exists()
+
+
+def test_tuning_refuses_augmented_views(photo_catalog, models_copy, tmp_path):
+    from models.training.finetune import TuneConfig, TuneError
+
+    with pytest.raises(TuneError, match="augment-views"):
+        _train(photo_catalog, models_copy, tmp_path / "h", lambda s: None, tune=TuneConfig(blocks_from=17))
 
 
 def test_train_prints_progress_of_every_phase_without_a_terminal(photo_catalog, models_copy, tmp_path):

