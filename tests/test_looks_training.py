@@ -287,6 +287,15 @@ def test_tuning_refuses_augmented_views(photo_catalog, models_copy, tmp_path):
 
     with pytest.raises(TuneError, match="augment-views"):
         _train(photo_catalog, models_copy, tmp_path / "h", lambda s: None, tune=TuneConfig(blocks_from=17))
+    from click.testing import CliRunner
+
+    from cmsearch.cli import cli
+
+    r = CliRunner().invoke(cli, ["train", str(photo_catalog), "--models", str(models_copy), "--out",
+                                 str(tmp_path / "h2"), "--cache", str(tmp_path / "cache"), "--tune-blocks", "17",
+                                 "--augment-views", "1", "--no-int8"])
+    assert r.exit_code == 1 and "--tune-blocks does not go with --augment-views" in r.output, r.output
+    assert "Traceback" not in r.output
 
 
 def test_train_prints_progress_of_every_phase_without_a_terminal(photo_catalog, models_copy, tmp_path):
