@@ -37,6 +37,7 @@ import numpy as np
 from ..image_encoder import preprocess
 from ..images import ImageDecodeError, load_image
 from ..manifest import sha256_file
+from ..runtime import onnx_session
 from . import WeightFetchError, wheels
 
 NAME = "mobilenet_v2"
@@ -235,20 +236,14 @@ def quantize_int8(fp32: Path, int8: Path, calib: np.ndarray, work_dir: Path) -> 
     return settings
 
 
-def _session(path: Path, threads: int | None = None):
-    from ..runtime import onnx_session
-
-    return onnx_session(path, threads)
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def parity(reference: Path, candidate: Path, pixels: np.ndarray) -> dict:
     """Cosine of features and top-1 agreement of logits, candidate vs reference ONNX."""
-    f0, l0 = _session(reference).run(["feature", "logits"], {"pixel_values": pixels})
-    f1, l1 = _session(candidate).run(["feature", "logits"], {"pixel_values": pixels})
+    f0, l0 = onnx_session(reference).run(["feature", "logits"], {"pixel_values": pixels})
+    f1, l1 = onnx_session(candidate).run(["feature", "logits"], {"pixel_values": pixels})
     cos = (_unit(f0) * _unit(f1)).sum(1)
     return {"cosine_mean": round(float(cos.mean()), 5), "cosine_min": round(float(cos.min()), 5),
             "top1_agreement": round(float((l0.argmax(1) == l1.argmax(1)).mean()), 4), "n": int(len(pixels))}
@@ -295,7 +290,7 @@ def export_backbone(torch_tower: Callable, out_dir: Path, work_dir: Path, *, nam
                                 else calibration_sets(calibration_images, spec=calibration_spec))
     with torch.no_grad():
         tf, tl = (t.numpy() for t in wrapped(torch.from_numpy(check)))
-    of, ol = _session(fp32).run(["feature", "logits"], {"pixel_values": check})
+    of, ol = onnx_session(fp32).run(["feature", "logits"], {"pixel_values": check})
     export_check = {"max_abs_diff_feature": float(np.abs(of - tf).max()),
                     "max_abs_diff_logits": float(np.abs(ol - tl).max()), "n": int(len(check))}
     if export_check["max_abs_diff_feature"] > 1e-3 or export_check["max_abs_diff_logits"] > 1e-3:

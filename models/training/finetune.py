@@ -24,16 +24,16 @@ set says it pays.
 from __future__ import annotations
 
 import copy
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .pairs import PairData
-from .trainer import TrainConfig, TrainResult, _Trainer, _val_score, evaluate_pairs, head_params
+from .metrics import normalize
+from .trainer import TrainConfig, TrainResult, _Trainer, train_heads
 
 LAST_BLOCK = 18   # torchvision MobileNetV2: features[1..17] inverted residuals, features[18] the final 1x1 conv
 TUNED_FILE, TUNED_VARIANT = "image.tuned.onnx", "tuned-catalog"
@@ -128,11 +128,13 @@ def features_of(net, acts: np.ndarray, chunk: int = 256) -> np.ndarray:
 
 
 class _TowerTrainer(_Trainer):
-    """The trainer's heads, batches, text views and loss, with the cut tower in front of the image head."""
+    """The trainer's heads, batches, text views and loss, with the cut tower in front of the image
+    head; it projects the validation photos from their activations (``val_acts``)."""
 
-    def __init__(self, train: PairData, acts: np.ndarray, top, cfg: TrainConfig, tune: TuneConfig):
+    def __init__(self, train: PairData, acts: np.ndarray, val_acts: np.ndarray | None, top, cfg: TrainConfig,
+                 tune: TuneConfig):
         super().__init__(train, cfg)
-        self.top, self.acts, self.tune = top, acts, tune
+        self.top, self.acts, self.val_acts, self.tune = top, acts, val_acts, tune
         self.opt.add_param_group({"params": [p for p in top.parameters() if p.requires_grad],
                                   "lr": tune.backbone_lr, "weight_decay": cfg.weight_decay})
 
@@ -145,55 +147,29 @@ class _TowerTrainer(_Trainer):
         self.top.train()     # its BatchNorms stay frozen (split_mobilenet)
         return super().epoch()
 
+    def state(self):
+        return copy.deepcopy(self.top.state_dict()), super().state()
+
+    def restore(self, state) -> None:
+        self.top.load_state_dict(state[0])
+        super().restore(state[1])
+
+    def project(self, data: PairData) -> tuple[np.ndarray, np.ndarray]:
+        if self.val_acts is None or len(self.val_acts) != data.n_pairs:
+            raise ValueError("the tower trainer projects the validation photos it was given activations of")
+        return super().project(replace(data, image_features=features_of(self.top, self.val_acts, self.tune.chunk)))
+
 
 def finetune(train: PairData, acts: np.ndarray, val: PairData | None, val_acts: np.ndarray | None, top,
              cfg: TrainConfig, tune: TuneConfig, log: Log | None = None) -> TrainResult:
-    """Train ``top`` + the heads jointly with the trainer's early stopping on ``val`` (without val:
-    every epoch up to ``tune.epochs_max``); the best epoch's weights are restored into ``top``."""
-    import torch
-
+    """Train ``top`` + the heads jointly with :func:`.trainer.train_heads` (its loop, early stopping on
+    ``val`` and restore; without val every epoch up to ``tune.epochs_max``); the best epoch's weights
+    end up in ``top``."""
     if train.n_views:
         raise TuneError("fine-tuning takes no augmented views (the cached activations fix each photo's crop)")
-    t0 = time.perf_counter()
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        tr = _TowerTrainer(train, acts, top, cfg, tune)
-        best_score, best_epoch, best_state, since, epochs, history = -math.inf, 0, None, 0, 0, []
-        best_val: dict = {}
-        for epoch in range(1, tune.epochs_max + 1):
-            epochs = epoch
-            loss = tr.epoch()
-            score, metrics = -float(loss), {}
-            if val is not None and val.n_pairs:
-                tr.image_head.eval(), tr.text_head.eval()
-                with torch.no_grad():
-                    vi = tr.image_head(torch.from_numpy(features_of(top, val_acts, tune.chunk))).numpy()
-                    vt = tr.text_head(torch.from_numpy(val.first_view())).numpy()
-                t2i, i2t = evaluate_pairs(vi, vt, val)
-                score, metrics = _val_score(t2i, i2t), {"t2i": t2i, "i2t": i2t}
-            history.append({"epoch": epoch, "loss": round(float(loss), 5), "val": round(float(score), 5)})
-            if score > best_score + cfg.min_delta:
-                best_score, best_epoch, since, best_val = score, epoch, 0, metrics
-                best_state = copy.deepcopy((top.state_dict(), tr.image_head.state_dict(),
-                                            tr.text_head.state_dict(), tr.logit_scale.detach().clone()))
-            else:
-                since += 1
-            if log:
-                log(f"epoch {epoch} loss {loss:.4f} val {score:.4f} ({time.perf_counter() - t0:.0f}s)")
-            if val is not None and val.n_pairs and since >= cfg.patience:
-                break
-        top.load_state_dict(best_state[0])
-        tr.image_head.load_state_dict(best_state[1])
-        tr.text_head.load_state_dict(best_state[2])
-        tr.logit_scale.data.copy_(best_state[3])
-        return TrainResult(image_head=head_params(tr.image_head), text_head=head_params(tr.text_head),
-                           logit_scale=float(tr.logit_scale.item()), best_epoch=best_epoch, epochs_run=epochs,
-                           best_val=best_val, history=history, seconds=time.perf_counter() - t0,
-                           config={"tune": {"blocks_from": tune.blocks_from, "backbone_lr": tune.backbone_lr,
-                                            "epochs_max": tune.epochs_max}})
-    finally:
-        torch.set_num_threads(prev_threads)
+    trainer = _TowerTrainer(train, acts, val_acts, top, cfg, tune)
+    res = train_heads(train, val, replace(cfg, epochs_max=tune.epochs_max), log, trainer=trainer)
+    return replace(res, config={**res.config, "tune": asdict(tune)})
 
 
 def export_tuned(model, out_dir: Path, pixels: np.ndarray, expected: np.ndarray) -> dict:
@@ -206,8 +182,7 @@ def export_tuned(model, out_dir: Path, pixels: np.ndarray, expected: np.ndarray)
     tmp = path.with_suffix(".part.onnx")
     mobilenet.export_onnx(mobilenet.feature_and_logits(model.eval()), tmp)
     got = onnx_session(tmp, 1).run(["feature"], {"pixel_values": np.ascontiguousarray(pixels, np.float32)})[0]
-    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    cos = np.sum(unit(got) * unit(expected), axis=1)
+    cos = np.sum(normalize(got) * normalize(expected), axis=1)
     if len(cos) and cos.min() < 0.9999:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"the exported tuned tower disagrees with torch (min cosine {cos.min():.6f})")

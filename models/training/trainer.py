@@ -261,6 +261,16 @@ class _Trainer:
             total += loss.item() * len(idx)
         return total / n
 
+    def state(self):
+        """A copy of everything training moves, to restore the best epoch's."""
+        return copy.deepcopy((self.image_head.state_dict(), self.text_head.state_dict(),
+                              self.logit_scale.detach().clone()))
+
+    def restore(self, state) -> None:
+        self.image_head.load_state_dict(state[0])
+        self.text_head.load_state_dict(state[1])
+        self.logit_scale.data.copy_(state[2])
+
     @torch.no_grad()
     def project(self, data: PairData) -> tuple[np.ndarray, np.ndarray]:
         self.image_head.eval(), self.text_head.eval()
@@ -270,11 +280,13 @@ class _Trainer:
 
 
 def train_heads(train: PairData, val: PairData | None, cfg: TrainConfig = TrainConfig(),
-                log: Callable[[str], None] | None = None) -> TrainResult:
+                log: Callable[[str], None] | None = None, trainer: "_Trainer | None" = None) -> TrainResult:
     """Train the heads; stop when validation stops improving and return the best epoch's heads.
 
     Without a validation set the run lasts exactly cfg.epochs_max epochs (use a small number:
     the heads over-fit). Validation queries are the val products' texts and images.
+    ``trainer`` (built on ``train``) replaces the plain one, e.g. with a tower in front of the
+    image head (:mod:`.finetune`); the loop, early stopping and restore are the same.
     """
     t0 = time.perf_counter()
     prev_threads = torch.get_num_threads()
@@ -282,7 +294,7 @@ def train_heads(train: PairData, val: PairData | None, cfg: TrainConfig = TrainC
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     try:
-        tr = _Trainer(train, cfg)
+        tr = trainer or _Trainer(train, cfg)
         history: list[dict] = []
         best_score, best_epoch, best_state, best_val = -math.inf, 0, None, {}
         since_best = 0
@@ -298,8 +310,7 @@ def train_heads(train: PairData, val: PairData | None, cfg: TrainConfig = TrainC
                 if score > best_score + cfg.min_delta:
                     best_score, best_epoch, since_best = score, epoch, 0
                     best_val = {"text_to_image": t2i, "image_to_text": i2t, "score": score}
-                    best_state = copy.deepcopy((tr.image_head.state_dict(), tr.text_head.state_dict(),
-                                                tr.logit_scale.detach().clone()))
+                    best_state = tr.state()
                 else:
                     since_best += 1
             history.append(row)
@@ -308,9 +319,7 @@ def train_heads(train: PairData, val: PairData | None, cfg: TrainConfig = TrainC
             if val is not None and since_best >= cfg.patience:
                 break
         if best_state is not None:
-            tr.image_head.load_state_dict(best_state[0])
-            tr.text_head.load_state_dict(best_state[1])
-            tr.logit_scale.data.copy_(best_state[2])
+            tr.restore(best_state)
         else:
             best_epoch = len(history)
         return TrainResult(
