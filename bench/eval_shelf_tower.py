@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from eval_regions import bootstrap, paired  # noqa: E402
+from eval_shelf_regions import per_product  # noqa: E402
 from models.space import Space  # noqa: E402
 from models.training.catalog import read_catalog  # noqa: E402
 from models.training.metrics import normalize  # noqa: E402
@@ -38,13 +39,8 @@ def encode(space, paths: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def top1(query: np.ndarray, gallery: np.ndarray, gallery_product: np.ndarray, n_products: int) -> np.ndarray:
-    sim = query @ gallery.T
-    best = np.full((len(query), n_products), -np.inf, np.float32)
-    for p in range(n_products):
-        cols = gallery_product == p
-        if cols.any():
-            best[:, p] = sim[:, cols].max(axis=1)
-    return np.argmax(best, axis=1)
+    """Each query's best product, a product scored as its best photo."""
+    return np.argmax(per_product(query @ gallery.T, gallery_product, n_products), axis=1)
 
 
 def main(argv=None) -> int:
