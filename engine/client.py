@@ -43,6 +43,10 @@ class ConnectionSettings:
     verify_certs: bool = True
     ca_certs: str | None = None
     timeout: float = 60.0
+    # connections kept open per host: a Searcher is shared by threads, and urllib3 keeps one by
+    # default, so every concurrent query beyond the first opened a connection (on a secured
+    # cluster a TLS handshake) and threw it away after
+    pool_size: int = 10
 
     @classmethod
     def resolve(cls, url: str | None = None, *, user: str | None = None, password: str | None = None,
@@ -94,7 +98,8 @@ class ConnectionSettings:
         return AsyncOpenSearch(**self._client_kwargs())
 
     def _client_kwargs(self) -> dict[str, Any]:
-        kwargs: dict = {"hosts": [self.url], "timeout": self.timeout, "http_compress": False}
+        kwargs: dict = {"hosts": [self.url], "timeout": self.timeout, "http_compress": False,
+                        "pool_maxsize": self.pool_size}
         if self.user is not None:
             kwargs["http_auth"] = (self.user, self.password or "")
         if self.url.startswith("https"):

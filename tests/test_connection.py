@@ -7,6 +7,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -107,3 +108,51 @@ def test_tls_with_the_right_ca_or_insecure_connects(tls_server):
     url, cert = tls_server
     assert ConnectionSettings.resolve(url, ca_certs=str(cert), timeout=5).client().info()["version"]["number"] == "2.19.1"
     assert ConnectionSettings.resolve(url, insecure=True, timeout=5).client().info()["version"]["number"] == "2.19.1"
+
+
+def test_threads_sharing_a_client_reuse_its_connections():
+    """Six threads, thirty requests, one client: at most one connection per thread is opened (urllib3's
+    own default pool of one opened a new connection for almost every concurrent request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    opened: list[tuple] = []
+
+    class Root(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"   # keep-alive
+
+        def setup(self):
+            super().setup()
+            opened.append(self.client_address)
+
+        def do_GET(self):
+            time.sleep(0.05)            # the six threads' requests overlap
+            body = json.dumps({"version": {"number": "2.19.1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Root)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ConnectionSettings.resolve(f"http://127.0.0.1:{server.server_address[1]}", timeout=5).client()
+        barrier = threading.Barrier(6)
+
+        def work(k):
+            barrier.wait()
+            answers = []
+            for i in range(5):
+                answers.append(client.info()["version"]["number"])
+                time.sleep(0.01 * ((k + i) % 3))   # work between calls (encoding, fusion)
+            return answers
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = [v for run in pool.map(work, range(6)) for v in run]
+    finally:
+        server.shutdown()
+    assert answers == ["2.19.1"] * 30
+    assert len(opened) <= 6, len(opened)
