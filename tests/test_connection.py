@@ -66,6 +66,21 @@ def test_password_from_the_environment_is_not_in_cli_errors(monkeypatch):
         assert SECRET not in res.output and "Error" in res.output
 
 
+class ClusterRoot(http.server.BaseHTTPRequestHandler):
+    """Answers GET like a cluster's root (its version)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = json.dumps({"version": {"number": "2.19.1"}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
     """A local HTTPS endpoint with a self-signed certificate, answering like a cluster's root."""
@@ -76,19 +91,7 @@ def tls_server(tmp_path_factory):
                     "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
 
-    class Root(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            body = json.dumps({"version": {"number": "2.19.1"}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ClusterRoot)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(d / "cert.pem", d / "key.pem")
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -117,24 +120,16 @@ def test_threads_sharing_a_client_reuse_its_connections():
 
     opened: list[tuple] = []
 
-    class Root(http.server.BaseHTTPRequestHandler):
+    class Root(ClusterRoot):
         protocol_version = "HTTP/1.1"   # keep-alive
 
         def setup(self):
             super().setup()
             opened.append(self.client_address)
 
-        def do_GET(self):
+        def do_GET(self):  # noqa: N802
             time.sleep(0.05)            # the six threads' requests overlap
-            body = json.dumps({"version": {"number": "2.19.1"}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+            super().do_GET()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Root)
     threading.Thread(target=server.serve_forever, daemon=True).start()
