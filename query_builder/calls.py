@@ -6,13 +6,19 @@ result.  :func:`run_sync` drives a flow with ``opensearchpy.OpenSearch``, :func:
 with ``opensearchpy.AsyncOpenSearch``: the two clients have the same methods and raise the same
 exceptions, so building, routing, fusion, error messages and result shaping are written once,
 and only these two small loops differ.
+
+:func:`read` wraps a search or msearch call so that one a lost node failed is sent once more;
+every search the searchers and the fusion probe send goes through it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping, TypeVar
+from typing import Any, Generator, Iterator, Mapping, TypeVar
 
-__all__ = ["Call", "Flow", "run_sync", "run_async", "search", "msearch", "count", "perform"]
+from opensearchpy.exceptions import TransportError
+
+__all__ = ["Call", "Flow", "run_sync", "run_async", "search", "msearch", "count", "perform", "read", "causes",
+           "node_left"]
 
 T = TypeVar("T")
 
@@ -52,6 +58,53 @@ def count(index: str, body: Mapping[str, Any]) -> Call:
 
 def perform(method: str, url: str, body: Mapping[str, Any] | None = None) -> Call:
     return Call("transport", {} if body is None else {"body": body}, (method, url))
+
+
+def causes(err: Any) -> Iterator[Mapping[str, Any]]:
+    """An engine error and every error under it: ``root_cause``, ``failed_shards``, ``caused_by``."""
+    if not isinstance(err, Mapping):
+        return
+    yield err
+    for root in err.get("root_cause") or ():
+        yield from causes(root)
+    for shard in err.get("failed_shards") or ():
+        if isinstance(shard, Mapping):
+            yield from causes(shard.get("reason"))
+    yield from causes(err.get("caused_by"))
+
+
+# a node left the cluster (killed, restarting, cut off) while a shard of the request was on it
+_NODE_LEFT = frozenset({"node_not_connected_exception", "node_disconnected_exception", "node_closed_exception",
+                        "connect_transport_exception", "send_request_transport_exception"})
+
+
+def node_left(resp: Any) -> bool:
+    """Whether a response (or an item of an msearch) failed, or lost shards, because a node left."""
+    if not isinstance(resp, Mapping):
+        return False
+    shards = [f.get("reason") for f in (resp.get("_shards") or {}).get("failures") or () if isinstance(f, Mapping)]
+    return any(e.get("type") in _NODE_LEFT for f in (resp.get("error"), *shards) for e in causes(f)) or \
+        any(node_left(item) for item in resp.get("responses") or ())
+
+
+def read(call: Call) -> Flow[Any]:
+    """``call`` (a search, an msearch), sent once more when it failed because a node left.
+
+    The engine fails a search over to a shard's other copy only in its query phase: a node
+    that dies between the query and the fetch phase fails the request (or an msearch item, or
+    drops its shards from a partial result) with a node-not-connected error, though every
+    shard has a live copy.  A search is a read, so sending it again is safe, and the second
+    one runs on the copies that are left.  Once: a cluster that keeps failing says so.
+    """
+    try:
+        resp = yield call
+    except TransportError as exc:
+        if not node_left(getattr(exc, "info", None)):
+            raise
+        return (yield call)
+    if node_left(resp):
+        resp = yield call
+    return resp
 
 
 def run_sync(client: Any, flow: Flow[T]) -> T:

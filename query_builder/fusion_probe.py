@@ -119,8 +119,8 @@ def _hybrid_search(index: str, pipeline: str, depth: bool, queries: int = 2) -> 
     hybrid: dict[str, Any] = {"queries": [{"match_all": {}}] + [{"match_none": {}}] * (queries - 1)}
     if depth:
         hybrid["pagination_depth"] = 10
-    return (yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
-                               {"search_pipeline": pipeline}))
+    return (yield from calls.read(calls.search(index, {"query": {"hybrid": hybrid}, "size": 1, "_source": False},
+                                               {"search_pipeline": pipeline})))
 
 
 def _hybrid_runs(index: str, pipeline: str, depth: bool, queries: int = 2) -> Flow[tuple[bool, str, int]]:
@@ -160,7 +160,7 @@ def _weights_count(index: str, pipeline: str, depth: bool) -> Flow[bool]:
 
 def _first_id(index: str) -> Flow[str | None]:
     try:
-        resp = yield calls.search(index, {"query": {"match_all": {}}, "size": 1, "_source": False})
+        resp = yield from calls.read(calls.search(index, {"query": {"match_all": {}}, "size": 1, "_source": False}))
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError):
@@ -177,8 +177,8 @@ def _second_hit_share(index: str, pipeline: str, depth: bool, doc_id: str) -> Fl
     if depth:
         hybrid["pagination_depth"] = 10
     try:
-        resp = yield calls.search(index, {"query": {"hybrid": hybrid}, "size": 2, "_source": False},
-                                  {"search_pipeline": pipeline})
+        resp = yield from calls.read(calls.search(index, {"query": {"hybrid": hybrid}, "size": 2, "_source": False},
+                                                  {"search_pipeline": pipeline}))
     except NotFoundError:
         raise
     except (OpenSearchException, TransportError):

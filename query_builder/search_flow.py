@@ -71,19 +71,6 @@ def engine_message(exc: Exception) -> str:
     return str(getattr(exc, "error", "") or exc)
 
 
-def _causes(err: Any):
-    """An engine error and every error under it: ``root_cause``, ``failed_shards``, ``caused_by``."""
-    if not isinstance(err, Mapping):
-        return
-    yield err
-    for root in err.get("root_cause") or ():
-        yield from _causes(root)
-    for shard in err.get("failed_shards") or ():
-        if isinstance(shard, Mapping):
-            yield from _causes(shard.get("reason"))
-    yield from _causes(err.get("caused_by"))
-
-
 def _error_text(err: Mapping[str, Any]) -> str:
     """``type: reason`` of an engine error, then ``caused by`` each distinct deeper reason.
 
@@ -92,50 +79,11 @@ def _error_text(err: Mapping[str, Any]) -> str:
     ``caused_by`` chain.
     """
     parts: list[str] = []
-    for e in _causes(err):
+    for e in calls.causes(err):
         text = f"{e.get('type', '')}: {e.get('reason') or ''}".strip(": ")
         if text and text not in parts:
             parts.append(text)
     return "; caused by ".join(parts)
-
-
-# a node left the cluster (killed, restarting, cut off) while a shard of the request was on it
-_NODE_LEFT = frozenset({"node_not_connected_exception", "node_disconnected_exception", "node_closed_exception",
-                        "connect_transport_exception", "send_request_transport_exception"})
-
-
-def _node_left(resp: Any) -> bool:
-    """Whether a response (or one item of an msearch) failed, or lost shards, because a node left."""
-    if not isinstance(resp, Mapping):
-        return False
-    failures = [resp.get("error")]
-    failures += [f.get("reason") for f in (resp.get("_shards") or {}).get("failures") or () if isinstance(f, Mapping)]
-    for item in resp.get("responses") or ():
-        failures.append(item.get("error") if isinstance(item, Mapping) else None)
-        if isinstance(item, Mapping):
-            failures += [f.get("reason") for f in (item.get("_shards") or {}).get("failures") or ()
-                         if isinstance(f, Mapping)]
-    return any(e.get("type") in _NODE_LEFT for f in failures for e in _causes(f))
-
-
-def _read(call: calls.Call) -> Flow[Any]:
-    """``call`` (a search, an msearch), sent once more when it failed because a node left.
-
-    The engine fails a search over to a shard's other copy only in its query phase: a node
-    that dies between the query and the fetch phase fails the request (or an msearch item, or
-    drops its shards from a partial result) with a node-not-connected error, though every
-    shard has a live copy.  A search is a read, so sending it again is safe, and the second
-    one runs on the copies that are left.  Once: a cluster that keeps failing says so.
-    """
-    try:
-        resp = yield call
-    except TransportError as exc:
-        if not _node_left(getattr(exc, "info", None)):
-            raise
-        return (yield call)
-    if _node_left(resp):
-        resp = yield call
-    return resp
 
 
 def _no_such_pipeline(exc: Exception) -> bool:
@@ -346,7 +294,7 @@ class SearcherCore:
         try:
             body = next(searches)
             while True:
-                body = searches.send((yield from _read(calls.search(self.index, body))))
+                body = searches.send((yield from calls.read(calls.search(self.index, body))))
         except StopIteration as done:
             return done.value
         except NotFoundError:
@@ -445,7 +393,7 @@ class SearcherCore:
         if body is None:   # no letters or digits: nothing to complete
             return []
         try:
-            resp = yield from _read(calls.search(self.index, body))
+            resp = yield from calls.read(calls.search(self.index, body))
         except NotFoundError:
             raise SearchError(f"index {self.index!r} does not exist") from None
         except (OpenSearchException, TransportError) as exc:
@@ -496,14 +444,14 @@ class SearcherCore:
             real, resp = yield from self._counted_search(body, built.params(), count)
         if resp is None:
             try:
-                resp = yield from _read(calls.search(self.index, body, built.params()))
+                resp = yield from calls.read(calls.search(self.index, body, built.params()))
             except RequestError as exc:
                 if path != "server" or not built.offset or not _past_the_end(exc):
                     raise
                 # the page starts after the last result: an empty page, with the total and facets
                 # of the whole result set from the same query's first hit (a hybrid query asked for
                 # size 0 can fail in the normalization processor: fetch phase 0 docs vs query phase n)
-                resp = yield from _read(calls.search(self.index, {**body, "from": 0, "size": 1}, built.params()))
+                resp = yield from calls.read(calls.search(self.index, {**body, "from": 0, "size": 1}, built.params()))
                 return _Ran([], _total(resp), parse_facets(resp.get("aggregations")), None, path, real)
         raw = [dict(h) for h in resp["hits"]["hits"]]
         if path == "server":
@@ -519,12 +467,11 @@ class SearcherCore:
         read (a page past the end, a missing premade pipeline)."""
         pipeline = params.get("search_pipeline")
         if pipeline is not None and not self._pipeline_in_msearch:
-            resp = yield from _read(calls.search(self.index, count))
+            resp = yield from calls.read(calls.search(self.index, count))
             return _total(resp), None
         searched = {**body, "search_pipeline": pipeline} if pipeline is not None else body
-        counted, resp = (yield from _read(calls.msearch([{"index": self.index}, count, {"index": self.index},
-                                                          searched])))[
-            "responses"]
+        lines = [{"index": self.index}, count, {"index": self.index}, searched]
+        counted, resp = (yield from calls.read(calls.msearch(lines)))["responses"]
         _raise_for(counted, "the real-match count", self.index)
         if "error" in resp:
             err = resp["error"]
@@ -542,7 +489,7 @@ class SearcherCore:
         body = built.best_image_body([hit_id(h) for h in raw if _several_images(h)])
         if body is None:
             return
-        resp = yield from _read(calls.search(self.index, body))
+        resp = yield from calls.read(calls.search(self.index, body))
         inner = {hit_id(h): h.get("inner_hits") or {} for h in resp["hits"]["hits"]}
         for h in raw:
             h["inner_hits"] = {**(h.get("inner_hits") or {}), **inner.get(hit_id(h), {})}
@@ -555,7 +502,7 @@ class SearcherCore:
             lines = lines[:-2]
         if count is not None:
             lines += [{"index": self.index}, count]
-        responses = (yield from _read(calls.msearch(lines)))["responses"]
+        responses = (yield from calls.read(calls.msearch(lines)))["responses"]
         names = [*built.retrievers, *(["facets"] if with_facets else []), "the real-match count"]
         for sub, resp in zip(names, responses):
             _raise_for(resp, sub, self.index)
@@ -607,7 +554,7 @@ class SearcherCore:
             if not nested_shortfall(got, want, matching):
                 continue
             bigger = transform(sub.query, lambda q: replace(q, k=min(q.k * 4, 10_000)) if isinstance(q, Knn) else q)
-            resp = yield from _read(calls.search(self.index, built.sub_query_body(i, bigger)))
+            resp = yield from calls.read(calls.search(self.index, built.sub_query_body(i, bigger)))
             _raise_for(resp, sub.retriever, self.index)
             notes.append(f"{sub.retriever}: filtered nested k-NN returned {got} of {want} products "
                          f"({matching} match the filters); re-ran with a larger k and got "

@@ -6,7 +6,7 @@ import pytest
 from opensearchpy.exceptions import TransportError
 
 from query_builder import calls
-from query_builder.search_flow import _node_left, _read
+from query_builder.calls import node_left as _node_left, read as _read
 
 # an msearch item as node-0 answered 0.09 s after node-2 was killed (tests/test_secure_cluster.py)
 NODE_LEFT_ITEM = {"status": 500, "error": {
@@ -64,3 +64,14 @@ def test_a_raised_node_left_error_is_retried_and_others_raise():
     assert got is OK_ITEM and len(sent) == 2
     with pytest.raises(TransportError):
         drive(_read(call), [TransportError(400, "search_phase_execution_exception", BAD_QUERY)])
+
+
+def test_a_probe_search_a_node_left_is_sent_again_instead_of_meaning_no_hybrid():
+    """Capabilities are found once per searcher: a node lost during the probe must not leave it
+    believing the cluster cannot run the hybrid query."""
+    from query_builder.fusion_probe import _hybrid_runs
+
+    lost = TransportError(500, "search_phase_execution_exception", NODE_LEFT_ITEM)
+    answered = {"_shards": {"total": 3}, "hits": {"hits": []}}
+    (ran, why, shards), sent = drive(_hybrid_runs("p", "probe-pipeline", False), [lost, answered])
+    assert (ran, why, shards) == (True, "", 3) and len(sent) == 2 and sent[0] == sent[1]
